@@ -1,0 +1,100 @@
+"""Deny by default: every route declares who may reach it, checked before it runs.
+
+A view without a declaration answers 403 to everyone, so a forgotten decorator is a
+refusal, never an open door. Permissions grant only while the core or the enabled
+plugin that defines them is active.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import abort, current_app, g, request
+from flask_login import current_user
+
+from bastion.runtime import platform
+
+log = logging.getLogger("bastion.access")
+ACCESS_ATTR = "_bastion_access"
+ALL_PERMISSIONS = "*"
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    signed_in: bool
+    permission: str | None = None
+
+
+def public(view: View) -> View:
+    """Anyone, signed in or not, may call this route."""
+    setattr(view, ACCESS_ATTR, AccessRule(signed_in=False))
+    return view
+
+
+def login_required(view: View) -> View:
+    """Any signed-in user may call this route."""
+    setattr(view, ACCESS_ATTR, AccessRule(signed_in=True))
+    return view
+
+
+def requires(permission: str) -> Callable[[View], View]:
+    """Only signed-in users holding ``permission`` may call this route."""
+
+    def mark(view: View) -> View:
+        setattr(view, ACCESS_ATTR, AccessRule(signed_in=True, permission=permission))
+        return view
+
+    return mark
+
+
+def rule_for(endpoint: str) -> AccessRule | None:
+    if endpoint == "static" or endpoint.endswith(".static"):
+        return AccessRule(signed_in=False)
+    view = current_app.view_functions.get(endpoint)
+    return getattr(view, ACCESS_ATTR, None)
+
+
+def user_permissions(user: Any) -> frozenset[str]:
+    if not getattr(user, "is_authenticated", False):
+        return frozenset()
+    cached = g.get("_bastion_permissions")
+    if cached is not None and g.get("_bastion_permissions_user") == user.id:
+        return cached
+    granted: set[str] = set()
+    for role in user.roles:
+        granted |= role.permission_names
+    active = platform().active_permissions()
+    result = active if ALL_PERMISSIONS in granted else frozenset(granted & active)
+    g._bastion_permissions, g._bastion_permissions_user = result, user.id
+    return result
+
+
+def has_permission(user: Any, permission: str) -> bool:
+    return permission in user_permissions(user)
+
+
+def can(permission: str) -> bool:
+    """Template helper: does the current user hold ``permission``?"""
+    return has_permission(current_user, permission)
+
+
+def enforce_route_access() -> Any:
+    """before_request: apply the route's declared rule."""
+    endpoint = request.endpoint
+    if endpoint is None:
+        return None  # no route matched: the 404 follows
+    rule = rule_for(endpoint)
+    if rule is None:
+        log.error("Route %s declares no access rule; refusing it.", endpoint)
+        abort(403)
+    if not rule.signed_in:
+        return None
+    if not current_user.is_authenticated:
+        return current_app.login_manager.unauthorized()
+    if rule.permission and not has_permission(current_user, rule.permission):
+        abort(403)
+    return None

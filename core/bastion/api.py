@@ -1,0 +1,102 @@
+"""The stable facade for plugins: import from here, never from Bastion's other modules.
+
+Everything listed in ``__all__`` keeps its name and meaning across minor versions; a
+plugin declares the core versions it supports in its manifest (``core_version``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from bastion import __version__ as core_version
+from bastion.access import has_permission, login_required, public, requires
+from bastion.audit import record as audit_event
+from bastion.config import Settings
+from bastion.diagnostics import DatabaseHealth, database_health
+from bastion.plugins.contributions import (
+    FIELD_TYPES,
+    DashboardWidget,
+    DemoContext,
+    DemoUser,
+    FieldDefinition,
+    NavItem,
+    ObjectDefinition,
+    Permission,
+    PluginAssets,
+    PluginManifest,
+)
+from bastion.plugins.hookspecs import hookimpl
+from bastion.runtime import platform
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    label: str
+    version: str | None
+    enabled: bool
+    error: str | None
+    recent_failures: int
+
+
+def current_settings() -> Settings:
+    """The running installation's settings (read-only)."""
+    return platform().settings
+
+
+def installed_plugins() -> list[PluginInfo]:
+    """Every installed plugin with its state, as administrators see it."""
+    plat = platform()
+    enabled = plat.enabled_plugins()
+    failures: dict[str, int] = {}
+    for failure in plat.registry.failures:
+        failures[failure.plugin] = failures.get(failure.plugin, 0) + 1
+    return [
+        PluginInfo(name, p.label, p.version, name in enabled, p.error, failures.get(name, 0))
+        for name, p in sorted(plat.registry.plugins.items())
+    ]
+
+
+def get_logger(plugin: str) -> logging.Logger:
+    """The logger a plugin writes to; its lines carry the plugin's name."""
+    return logging.getLogger(f"bastion.plugin.{plugin}")
+
+
+__all__ = [
+    "FIELD_TYPES",
+    "Blueprint",
+    "DashboardWidget",
+    "DatabaseHealth",
+    "DemoContext",
+    "DemoUser",
+    "FieldDefinition",
+    "NavItem",
+    "ObjectDefinition",
+    "Permission",
+    "PluginAssets",
+    "PluginInfo",
+    "PluginManifest",
+    "Settings",
+    "abort",
+    "audit_event",
+    "core_version",
+    "current_settings",
+    "current_user",
+    "database_health",
+    "flash",
+    "get_logger",
+    "has_permission",
+    "hookimpl",
+    "installed_plugins",
+    "login_required",
+    "public",
+    "redirect",
+    "render_template",
+    "request",
+    "requires",
+    "url_for",
+]

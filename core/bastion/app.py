@@ -1,0 +1,207 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, abort, current_app, g, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFProtect
+from htmx_flask import Htmx
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from bastion import __version__, core_hooks
+from bastion.access import can, enforce_route_access
+from bastion.config import Settings, load_settings
+from bastion.db import db, engine_options
+from bastion.identity import init_login
+from bastion.keyfiles import SESSION_KEY, SecretFileError, read_secret
+from bastion.logs import configure_logging
+from bastion.navigation import page_context
+from bastion.passwords import Passwords
+from bastion.plugins.contributions import PluginAssets
+from bastion.plugins.registry import PluginRegistry
+from bastion.runtime import EXTENSION_KEY, Platform
+from bastion.themes import ThemeRegistry
+from bastion.web import admin, assets, auth, health, home
+from bastion.web.errors import init_error_pages
+from bastion.web.safety import init_security_headers
+from bastion.web.theming import install_template_loader
+
+log = logging.getLogger("bastion.app")
+access_log = logging.getLogger("bastion.access_log")
+CORE_BLUEPRINTS = (auth.bp, home.bp, admin.bp, health.bp, assets.bp)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: PluginRegistry | None = None,
+    themes: ThemeRegistry | None = None,
+    secret_key: str | None = None,
+) -> Flask:
+    """Build a Bastion application.
+
+    ``registry`` and ``themes`` default to what is installed (entry points); tests pass
+    their own. ``secret_key`` defaults to the session key file in the data directory.
+    """
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+
+    app = Flask("bastion", static_url_path="/static/core")
+    app.config.update(
+        SECRET_KEY=secret_key or _session_key(settings),
+        SQLALCHEMY_DATABASE_URI=settings.effective_database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.effective_database_url),
+        SESSION_COOKIE_NAME="bastion_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies == "always",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_absolute_hours),
+        WTF_CSRF_HEADERS=["X-CSRFToken"],
+        # Tokens live as long as the session; a stale form is refused with a clear page.
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=True,
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+    )
+    if settings.secure_cookies == "auto":
+        app.session_interface = _AutoSecureSessionInterface()
+    if settings.trusted_proxy_count:
+        n = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+
+    db.init_app(app)
+    CSRFProtect(app)
+    Htmx(app)
+    init_login(app)
+    app.extensions["bastion.passwords"] = Passwords(settings)
+
+    if registry is None:
+        registry = PluginRegistry(__version__)
+        registry.discover()
+    if themes is None:
+        themes = ThemeRegistry()
+        themes.discover()
+    if registry.pm.get_plugin("core") is None:
+        registry.register_core(core_hooks)
+    plat = Platform(settings, registry, themes)
+    app.extensions[EXTENSION_KEY] = plat
+
+    for blueprint in CORE_BLUEPRINTS:
+        app.register_blueprint(blueprint)
+        plat.blueprint_owner[blueprint.name] = "core"
+    with app.app_context():
+        _register_plugins(app, plat)
+
+    app.before_request(_begin_request)
+    app.before_request(enforce_route_access)
+    app.after_request(_finish_request)
+    init_security_headers(app)
+    init_error_pages(app)
+    app.context_processor(page_context)
+    app.jinja_env.globals.update(can=can, bastion_version=__version__)
+    return app
+
+
+class _AutoSecureSessionInterface(SecureCookieSessionInterface):
+    """Marks the session cookie Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or bool(app.config["SESSION_COOKIE_SECURE"])
+
+
+def _session_key(settings: Settings) -> str:
+    try:
+        return read_secret(settings.secrets_dir, SESSION_KEY)
+    except SecretFileError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def _register_plugins(app: Flask, plat: Platform) -> None:
+    """Registration hooks run for every installed plugin, enabled or not."""
+    registry = plat.registry
+    for owner, blueprint in registry.call_list("register_blueprints", None, app=app):
+        try:
+            app.register_blueprint(blueprint)
+        except Exception as exc:
+            registry.mark_broken(owner, "register_blueprints", f"{type(exc).__name__}: {exc}", exc)
+            continue
+        plat.blueprint_owner[blueprint.name] = owner
+
+    template_dirs: list[str] = []
+    for owner, assets_ in registry.call("register_assets", None):
+        if not isinstance(assets_, PluginAssets):
+            registry.mark_broken(owner, "register_assets", "It did not return PluginAssets.", None)
+            continue
+        if assets_.templates:
+            template_dirs.append(str(assets_.templates))
+        if assets_.static:
+            plat.plugin_static[owner] = str(assets_.static)
+            plat.plugin_stylesheets += [(owner, f) for f in assets_.stylesheets]
+            plat.plugin_scripts += [(owner, f) for f in assets_.scripts]
+    install_template_loader(app, template_dirs)
+
+    for owner, permission in registry.call_list("register_permissions", None):
+        prefix = "" if owner == "core" else f"{owner}."
+        if prefix and not permission.name.startswith(prefix):
+            registry.mark_broken(
+                owner,
+                "register_permissions",
+                f"Permission {permission.name!r} must start with {prefix!r}.",
+                None,
+            )
+            continue
+        plat.permissions[permission.name] = (owner, permission)
+
+    for owner, definition in registry.call_list("register_objects", None):
+        clash = plat.objects.get(definition.name)
+        if clash is not None and clash[0] != owner:
+            registry.mark_broken(
+                owner,
+                "register_objects",
+                f"The object {definition.name!r} is already declared by {clash[0]}.",
+                None,
+            )
+            continue
+        plat.objects[definition.name] = (owner, definition)
+
+
+def _begin_request() -> Any:
+    g.request_started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    # Accept a proxy's id only if it is short and plain, so it cannot forge log lines.
+    plain = 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum()
+    g.request_id = incoming if plain else uuid.uuid4().hex
+    plat: Platform = current_app.extensions[EXTENSION_KEY]
+    if request.endpoint in ("health.healthz", "health.readyz"):
+        return None
+    owner = plat.blueprint_owner.get(request.blueprints[-1]) if request.blueprints else "core"
+    if owner is not None and not plat.is_active(owner):
+        abort(404)  # a disabled plugin's routes do not exist
+    plat.run_pending_startups(current_app._get_current_object())  # type: ignore[attr-defined]
+    return None
+
+
+def _finish_request(response):
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    started = g.get("request_started")
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+            "client_addr": request.remote_addr,
+        },
+    )
+    return response

@@ -1,0 +1,369 @@
+"""The `bastion` command: init, serve, check, upgrade, plugins, and plugins' own commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import update_wrapper
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from bastion import __version__
+from bastion.config import ConfigError, Settings, load_settings
+
+
+class Context:
+    """Settings and a lazily built application, shared by the subcommands."""
+
+    def __init__(self, data_dir: str | None) -> None:
+        self.data_dir = data_dir
+        self._settings: Settings | None = None
+        self._app: Flask | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.data_dir)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
+
+    def app(self, secret_key: str | None = None) -> Flask:
+        if self._app is None:
+            from bastion.app import create_app
+
+            self._app = create_app(self.settings, secret_key=secret_key)
+        return self._app
+
+
+def with_app(func: Any) -> Any:
+    """Run a command inside the application context of an initialized data directory."""
+
+    @click.pass_obj
+    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        from bastion.provision import is_initialized
+
+        if not is_initialized(ctx.settings.data_dir):
+            raise click.ClickException(
+                f"{ctx.settings.data_dir} is not initialized; run `bastion init` first."
+            )
+        app = ctx.app()
+        with app.app_context():
+            return func(app, *args, **kwargs)
+
+    return update_wrapper(wrapper, func)
+
+
+class BastionGroup(click.Group):
+    """Adds the subcommands that enabled plugins register."""
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        cached = ctx.meta.get("bastion.plugin_commands")
+        if cached is not None:
+            return cached
+        commands: dict[str, click.Command] = {}
+        obj = ctx.find_object(Context) or Context(ctx.params.get("data_dir"))
+        try:
+            from bastion.provision import is_initialized
+
+            if is_initialized(obj.settings.data_dir):
+                app = obj.app()
+                from bastion.runtime import platform
+
+                with app.app_context():
+                    for _owner, command in platform(app).hook_items("register_commands"):
+                        if command.name and command.name not in super().list_commands(ctx):
+                            commands[command.name] = _in_app_context(command, app)
+        except (click.ClickException, SystemExit):
+            pass  # set-up problems are reported by the command the user asked for
+        ctx.meta["bastion.plugin_commands"] = commands
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self._plugin_commands(ctx).get(name)
+
+
+def _in_app_context(command: click.Command, app: Flask) -> click.Command:
+    callback = command.callback
+    if callback is not None:
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return callback(*args, **kwargs)
+
+        command.callback = update_wrapper(run, callback)
+    return command
+
+
+@click.group(cls=BastionGroup)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data directory (default: $BASTION_DATA_DIR or ./bastion-data).",
+)
+@click.version_option(__version__, prog_name="bastion")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None) -> None:
+    """Bastion, the self-hosted CRM."""
+    ctx.obj = Context(data_dir)
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    "init_data_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data directory to create (overrides the global option).",
+)
+@click.option("--admin-email", required=True, help="Email of the first administrator.")
+@click.option(
+    "--admin-password-file",
+    required=True,
+    type=click.File("r"),
+    help="File holding the administrator's password ('-' for standard input).",
+)
+@click.option("--demo", is_flag=True, help="Also load the demo organization.")
+@click.option("--force", is_flag=True, help="Wipe and initialize an initialized directory.")
+@click.pass_obj
+def init(
+    ctx: Context,
+    init_data_dir: str | None,
+    admin_email: str,
+    admin_password_file: Any,
+    demo: bool,
+    force: bool,
+) -> None:
+    """Create the data directory, schema, secrets and first administrator."""
+    from bastion.identity import IdentityError, normalize_email
+    from bastion.passwords import PasswordPolicyError
+    from bastion.provision import ProvisionError, initialize, prepare_data_dir, reset_database
+
+    if init_data_dir:
+        ctx.data_dir, ctx._settings = init_data_dir, None
+    settings = ctx.settings
+    password = admin_password_file.read().rstrip("\r\n")
+    try:
+        normalize_email(admin_email)
+        from bastion.passwords import Passwords
+
+        Passwords(settings).check_policy(password)
+        prepare_data_dir(settings.data_dir, force=force)
+    except (ProvisionError, IdentityError, PasswordPolicyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    app = ctx.app()
+    if force and not settings.is_sqlite:
+        with app.app_context():
+            reset_database()
+    try:
+        enabled = initialize(app, admin_email=admin_email, admin_password=password, demo=demo)
+    except (IdentityError, PasswordPolicyError, SQLAlchemyError) as exc:
+        if settings.is_sqlite:
+            # The directory was never initialized: leave no half-made database behind.
+            with app.app_context():
+                from bastion.db import db
+
+                db.session.remove()
+                db.engine.dispose()
+            for suffix in ("", "-wal", "-shm"):
+                settings.sqlite_path.with_name(settings.sqlite_path.name + suffix).unlink(
+                    missing_ok=True
+                )
+        if isinstance(exc, SQLAlchemyError):
+            raise click.ClickException(
+                f"The database refused the set-up ({type(exc).__name__}). If it already "
+                "holds a Bastion schema, use --force to replace it."
+            ) from None
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Initialized {settings.data_dir}.")
+    click.echo(f"Enabled plugins: {', '.join(enabled) or 'none'}.")
+    if demo:
+        click.echo("Loaded the demo organization.")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@with_app
+def serve(app: Flask, host: str, port: int, threads: int) -> None:
+    """Serve Bastion with waitress."""
+    import waitress
+
+    from bastion import schema
+
+    if not schema.is_current():
+        raise click.ClickException(
+            "The database schema is older than this version of Bastion; "
+            "run `bastion upgrade` first."
+        )
+    settings = app.extensions["bastion"].settings
+    click.echo(f"Bastion {__version__} serving on http://{host}:{port} (data: {settings.data_dir})")
+    options: dict[str, Any] = {"clear_untrusted_proxy_headers": True}
+    if settings.trusted_proxy_count:
+        # ProxyFix in the app applies the headers; waitress only has to keep them.
+        options.update(
+            trusted_proxy="*",
+            trusted_proxy_count=settings.trusted_proxy_count,
+            trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"},
+            clear_untrusted_proxy_headers=False,
+        )
+    waitress.serve(app, host=host, port=port, threads=threads, ident="Bastion", **options)
+
+
+@main.command()
+@with_app
+def upgrade(app: Flask) -> None:
+    """Migrate the database and register newly installed plugins."""
+    from bastion import schema
+    from bastion.plugins import state
+    from bastion.runtime import platform
+
+    before = schema.current_revision()
+    schema.upgrade()
+    enabled = state.sync_new_plugins(platform(app).registry)
+    click.echo(f"Schema: {before or 'empty'} -> {schema.current_revision()}.")
+    if enabled:
+        click.echo(f"Enabled new plugins: {', '.join(enabled)}.")
+
+
+@main.command()
+@click.pass_obj
+def check(ctx: Context) -> None:
+    """Check configuration, database, schema and secrets; exit non-zero on any problem."""
+    problems: list[str] = []
+    try:
+        settings = ctx.settings
+    except click.ClickException as exc:
+        click.echo(f"problem: {exc.message}")
+        sys.exit(1)
+    from bastion.keyfiles import permission_problems
+    from bastion.provision import is_initialized
+
+    click.echo(f"ok: configuration loaded (data directory {settings.data_dir})")
+    if not is_initialized(settings.data_dir):
+        problems.append(f"{settings.data_dir} is not initialized; run `bastion init`.")
+    elif not os.access(settings.data_dir, os.W_OK):
+        problems.append(f"{settings.data_dir} is not writable by this user.")
+    secret_problems = permission_problems(settings.secrets_dir)
+    problems += secret_problems
+    if not secret_problems:
+        click.echo("ok: secret files are readable only by their owner")
+
+    if not problems:
+        app = ctx.app()
+        from bastion import schema
+        from bastion.db import db
+        from bastion.runtime import platform
+
+        with app.app_context():
+            try:
+                db.session.execute(text("SELECT 1"))
+                click.echo(f"ok: database reachable ({db.engine.dialect.name})")
+                if schema.is_current():
+                    click.echo(f"ok: schema at revision {schema.head_revision()}")
+                else:
+                    problems.append(
+                        "The database schema is not at this version's revision; "
+                        "run `bastion upgrade`."
+                    )
+            except SQLAlchemyError as exc:
+                problems.append(
+                    f"The database is not reachable ({type(exc).__name__}); check "
+                    "BASTION_DATABASE_URL and that the server is running."
+                )
+            for name, plugin in sorted(platform(app).registry.plugins.items()):
+                if plugin.error:
+                    click.echo(f"warning: plugin {name} cannot run: {plugin.error}")
+    for problem in problems:
+        click.echo(f"problem: {problem}")
+    if problems:
+        sys.exit(1)
+
+
+@main.group()
+def plugins() -> None:
+    """List, enable and disable plugins."""
+
+
+@plugins.command("list")
+@with_app
+def plugins_list(app: Flask) -> None:
+    """Show installed plugins and whether each is enabled."""
+    from bastion.plugins import state
+    from bastion.runtime import platform
+
+    plat = platform(app)
+    stored = state.stored_enabled()
+    running = plat.enabled_plugins()
+    for name, plugin in sorted(plat.registry.plugins.items()):
+        if plugin.error:
+            status = "broken"
+        elif name in running:
+            status = "enabled"
+        elif name in stored:
+            status = "enabled, waiting for a dependency"
+        else:
+            status = "disabled"
+        version = plugin.version or "?"
+        line = f"{name:<20} {status:<10} {version:<10} {plugin.label}"
+        if plugin.requires:
+            line += f"  (needs {', '.join(plugin.requires)})"
+        if plugin.error:
+            line += f"  -- {plugin.error}"
+        click.echo(line.rstrip())
+
+
+def _change(app: Flask, names: tuple[str, ...], action: str) -> None:
+    from bastion.plugins import state
+    from bastion.runtime import platform
+
+    change = state.enable if action == "enable" else state.disable
+    try:
+        changed = change(platform(app).registry, names, actor=f"cli:{_os_user()}")
+    except state.PluginStateError as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "Enabled" if action == "enable" else "Disabled"
+    unchanged = [n for n in names if n not in changed]
+    if changed:
+        click.echo(f"{verb}: {', '.join(changed)}.")
+    if unchanged:
+        click.echo(f"Already {verb.lower()}: {', '.join(unchanged)}.")
+
+
+@plugins.command("enable")
+@click.argument("names", nargs=-1, required=True)
+@with_app
+def plugins_enable(app: Flask, names: tuple[str, ...]) -> None:
+    """Enable plugins (name several to enable them together)."""
+    _change(app, names, "enable")
+
+
+@plugins.command("disable")
+@click.argument("names", nargs=-1, required=True)
+@with_app
+def plugins_disable(app: Flask, names: tuple[str, ...]) -> None:
+    """Disable plugins (name several to disable them together)."""
+    _change(app, names, "disable")
+
+
+def _os_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return os.environ.get("USER", "unknown")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,161 @@
+"""Settings: defaults, then the data directory's bastion.toml, then BASTION_* variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+CONFIG_FILE_NAME = "bastion.toml"
+ENV_PREFIX = "BASTION_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator can configure. Field names map to BASTION_<NAME> variables."""
+
+    data_dir: Path = Path("bastion-data")
+    database_url: str = ""
+    log_level: str = "INFO"
+    # How many reverse proxies in front of Bastion to trust for X-Forwarded-* headers.
+    trusted_proxy_count: int = 0
+    # "auto" marks cookies Secure when the request came over HTTPS.
+    secure_cookies: str = "auto"
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    # Argon2id cost (RFC 9106 second recommended option by default).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    password_min_length: int = 12
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "bastion.db"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    @property
+    def search_dir(self) -> Path:
+        return self.data_dir / "search"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path.resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+def _coerce(name: str, kind: type, raw: Any) -> Any:
+    try:
+        if kind is Path:
+            return Path(raw).expanduser()
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"The setting {name} has the value {raw!r}, which is not a valid {kind.__name__}."
+        ) from None
+
+
+def _validate(settings: Settings) -> Settings:
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(
+            f"log_level is {settings.log_level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL."
+        )
+    if settings.secure_cookies not in {"auto", "always", "never"}:
+        raise ConfigError(
+            f"secure_cookies is {settings.secure_cookies!r}; use auto, always or never."
+        )
+    url = settings.database_url
+    if url and not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError(
+            "database_url must start with sqlite:// or postgresql+psycopg://; "
+            f"{url.split(':', 1)[0]!r} databases are not supported."
+        )
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        raise ConfigError(
+            "database_url must name the psycopg driver: write postgresql+psycopg://..."
+        )
+    if settings.password_min_length < 8:
+        raise ConfigError("password_min_length cannot be below 8.")
+    if settings.trusted_proxy_count < 0:
+        raise ConfigError("trusted_proxy_count cannot be negative.")
+    for name in (
+        "session_idle_minutes",
+        "session_absolute_hours",
+        "argon2_time_cost",
+        "argon2_memory_kib",
+        "argon2_parallelism",
+    ):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1.")
+    return settings
+
+
+def load_settings(
+    data_dir: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from defaults, the config file, the environment and overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    hints = get_type_hints(Settings)
+    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+
+    if data_dir is None:
+        data_dir = environ.get(f"{ENV_PREFIX}DATA_DIR") or Settings.data_dir
+    base = Path(data_dir).expanduser()
+
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    config_path = base / CONFIG_FILE_NAME
+    if config_path.is_file():
+        try:
+            parsed = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_path} is not valid TOML: {exc}.") from None
+        for key, raw in parsed.items():
+            if key == "data_dir":
+                raise ConfigError(f"{config_path} cannot move the data directory itself.")
+            if key in known:
+                values[key] = _coerce(key, hints[key], raw)
+            else:
+                extra[key] = raw
+
+    for key in known:
+        raw = environ.get(f"{ENV_PREFIX}{key.upper()}")
+        if raw is not None and key != "data_dir":
+            values[key] = _coerce(f"{ENV_PREFIX}{key.upper()}", hints[key], raw)
+
+    for key, raw in (overrides or {}).items():
+        if key not in known:
+            raise ConfigError(f"Unknown setting {key!r}.")
+        values[key] = _coerce(key, hints[key], raw)
+
+    values["data_dir"] = base
+    return _validate(Settings(**values, extra=extra))

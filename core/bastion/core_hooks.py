@@ -1,0 +1,33 @@
+"""The core's own contributions, made through the same hooks plugins use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.plugins.contributions import NavItem, Permission
+from bastion.plugins.hookspecs import hookimpl
+
+CORE_PERMISSIONS = (
+    Permission("admin.access", "Open the administration area"),
+    Permission("admin.plugins", "Enable and disable plugins"),
+    Permission("admin.settings", "Change site settings such as the theme"),
+    Permission("admin.users", "Manage users and teams"),
+    Permission("admin.roles", "Manage roles and permissions"),
+    Permission("admin.schema", "Manage objects and fields"),
+    Permission("audit.view", "Read the audit trail"),
+)
+
+
+@hookimpl
+def register_permissions() -> list[Permission]:
+    return list(CORE_PERMISSIONS)
+
+
+@hookimpl
+def navigation_items(user: Any) -> list[NavItem]:
+    return [
+        NavItem("Dashboard", "home.dashboard", icon="home", order=0),
+        NavItem(
+            "Administration", "admin.index", icon="settings", permission="admin.access", order=1000
+        ),
+    ]

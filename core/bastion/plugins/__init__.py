@@ -1,0 +1,1 @@
+"""The plugin platform: hook specifications, discovery, enabled state, isolated hook calls."""

@@ -1,0 +1,215 @@
+"""The small value types that plugins declare and hooks return.
+
+They validate themselves on construction, so a plugin's mistake is reported with its
+name at start-up instead of surfacing later as a broken page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PERMISSION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+FIELD_TYPES = frozenset(
+    {
+        "text",
+        "long_text",
+        "email",
+        "phone",
+        "url",
+        "integer",
+        "decimal",
+        "currency",
+        "percent",
+        "date",
+        "datetime",
+        "boolean",
+        "picklist",
+        "multi_picklist",
+        "lookup",
+        "many_to_many",
+        "auto_number",
+        "formula",
+    }
+)
+
+
+class ContributionError(ValueError):
+    """A plugin declared something malformed; the message says what."""
+
+
+@dataclass(frozen=True)
+class PluginManifest:
+    """What a plugin module declares about itself, as its module attribute ``manifest``."""
+
+    label: str
+    description: str = ""
+    #: Names of other plugins this one needs enabled.
+    requires: tuple[str, ...] = ()
+    #: PEP 440 version specifier the core version must satisfy, e.g. ">=0.1,<1".
+    core_version: str = ""
+    #: Whether `bastion init` / `bastion upgrade` enable it when first seen.
+    enabled_by_default: bool = False
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """An entry of the main navigation."""
+
+    label: str
+    endpoint: str
+    icon: str = ""
+    #: Shown only to users holding this permission; None: any signed-in user.
+    permission: str | None = None
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class Permission:
+    """A permission a plugin defines; its name starts with the plugin's name and a dot."""
+
+    name: str
+    label: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _PERMISSION.match(self.name):
+            raise ContributionError(
+                f"Permission name {self.name!r} must look like 'plugin.action' "
+                "(lower case, dot separated)."
+            )
+
+
+@dataclass(frozen=True)
+class DashboardWidget:
+    """A card on the home dashboard, rendered from ``template`` with ``context``."""
+
+    title: str
+    template: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    permission: str | None = None
+    order: int = 100
+    wide: bool = False
+
+
+@dataclass(frozen=True)
+class PluginAssets:
+    """Template and static folders of a plugin, and files to include on every page."""
+
+    templates: Path | None = None
+    static: Path | None = None
+    #: Paths inside ``static`` included as <link rel=stylesheet> on every page.
+    stylesheets: tuple[str, ...] = ()
+    #: Paths inside ``static`` included as deferred <script> on every page.
+    scripts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FieldDefinition:
+    """One field of an object, as the data model will store, validate and show it."""
+
+    name: str
+    type: str
+    label: str
+    required: bool = False
+    unique: bool = False
+    indexed: bool = False
+    searchable: bool = False
+    encrypted: bool = False
+    personal_data: bool = False
+    default: Any = None
+    help_text: str = ""
+    #: Choices of a picklist or multi-picklist.
+    options: tuple[str, ...] = ()
+    #: API name of the object a lookup or many-to-many field points to.
+    target: str | None = None
+    on_delete: Literal["restrict", "clear"] = "restrict"
+    max_length: int | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    pattern: str | None = None
+    formula: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _SNAKE.match(self.name):
+            raise ContributionError(f"Field name {self.name!r} must be snake_case.")
+        if self.type not in FIELD_TYPES:
+            raise ContributionError(
+                f"Field {self.name!r} has unknown type {self.type!r}; "
+                f"use one of {', '.join(sorted(FIELD_TYPES))}."
+            )
+        if self.type in {"lookup", "many_to_many"} and not self.target:
+            raise ContributionError(f"Field {self.name!r} is a {self.type} and needs a target.")
+        if self.type in {"picklist", "multi_picklist"} and not self.options:
+            raise ContributionError(f"Field {self.name!r} is a {self.type} and needs options.")
+        if self.type == "formula" and not self.formula:
+            raise ContributionError(f"Field {self.name!r} is a formula and needs an expression.")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ContributionError(
+                    f"Field {self.name!r} has an invalid pattern: {exc}."
+                ) from None
+
+
+@dataclass(frozen=True)
+class ObjectDefinition:
+    """A business object (contacts, leads, ...) declared in code by a plugin."""
+
+    name: str
+    label: str
+    label_plural: str
+    fields: tuple[FieldDefinition, ...] = ()
+    icon: str = ""
+    #: The field whose value names a record in lists and lookups.
+    name_field: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _SNAKE.match(self.name):
+            raise ContributionError(
+                f"Object API name {self.name!r} must be plural snake_case, such as 'contacts'."
+            )
+        seen: set[str] = set()
+        for item in self.fields:
+            if item.name in seen:
+                raise ContributionError(f"Object {self.name!r} declares field {item.name!r} twice.")
+            seen.add(item.name)
+        if self.name_field is not None and self.name_field not in seen:
+            raise ContributionError(
+                f"Object {self.name!r} names its records by {self.name_field!r}, "
+                "which is not one of its fields."
+            )
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    email: str
+    name: str
+    role: str
+
+
+@dataclass
+class DemoContext:
+    """Handed to ``load_demo_data``: the demo organization's roles and users."""
+
+    roles: tuple[str, ...]
+    users: tuple[DemoUser, ...]
+    #: grant(role_name, permission, ...) adds permissions to a demo role.
+    grant: Callable[..., None]
+
+    def user_for_role(self, role: str) -> DemoUser:
+        for user in self.users:
+            if user.role == role:
+                return user
+        raise KeyError(f"The demo organization has no user in the role {role!r}.")
+
+
+CommandList = list[click.Command]

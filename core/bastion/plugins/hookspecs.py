@@ -1,0 +1,79 @@
+"""Every hook a Bastion plugin can implement. One flat module; docs/plugins.md documents each.
+
+Hooks take keyword arguments and return small dataclasses from ``bastion.api``, lists of
+them, or None. Registration hooks (``register_blueprints``, ``register_assets``,
+``register_permissions``, ``register_objects``) are called once at start-up for every
+installed plugin, enabled or not, so that a plugin's routes, templates and tables exist
+and its data stays put while it is disabled. All other hooks are called only for enabled
+plugins, on every call, so an enable or disable takes effect on the next request.
+A plugin's exception in any hook is caught, logged with the plugin's name and shown to
+administrators; it never takes the platform down.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    from flask import Blueprint, Flask
+
+    from bastion.plugins.contributions import (
+        DashboardWidget,
+        DemoContext,
+        NavItem,
+        ObjectDefinition,
+        Permission,
+        PluginAssets,
+    )
+
+PROJECT = "bastion"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_blueprints(app: Flask) -> list[Blueprint]:
+    """Return the Flask blueprints that hold the plugin's routes."""
+
+
+@hookspec
+def register_assets() -> PluginAssets:
+    """Return the plugin's template and static folders and per-page CSS and JS."""
+
+
+@hookspec
+def register_permissions() -> list[Permission]:
+    """Return the permissions the plugin defines, each named '<plugin>.<action>'."""
+
+
+@hookspec
+def register_objects() -> list[ObjectDefinition]:
+    """Return the business objects and their fields that the plugin declares."""
+
+
+@hookspec
+def navigation_items(user: Any) -> list[NavItem]:
+    """Return entries of the main navigation for the signed-in user."""
+
+
+@hookspec
+def dashboard_widgets(user: Any) -> list[DashboardWidget]:
+    """Return cards to show on the signed-in user's home dashboard."""
+
+
+@hookspec
+def register_commands() -> list[click.Command]:
+    """Return click commands to add under the `bastion` command."""
+
+
+@hookspec
+def load_demo_data(app: Flask, demo: DemoContext) -> None:
+    """Create the plugin's part of the demo organization during `bastion init --demo`."""
+
+
+@hookspec
+def startup(app: Flask) -> None:
+    """Prepare the plugin in a server process, once, when it is first seen enabled."""

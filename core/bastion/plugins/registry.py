@@ -1,0 +1,233 @@
+"""Discovery of installed plugins and isolated, enabled-only hook calls."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from bastion.plugins import hookspecs
+from bastion.plugins.contributions import PluginManifest
+
+ENTRY_POINT_GROUP = "bastion.plugins"
+CORE = "core"
+log = logging.getLogger("bastion.plugins")
+
+
+@dataclass
+class InstalledPlugin:
+    """A plugin found through its entry point, whether or not it could be loaded."""
+
+    name: str
+    entry_point: str
+    distribution: str | None = None
+    version: str | None = None
+    manifest: PluginManifest | None = None
+    module: ModuleType | None = None
+    #: Why the plugin cannot run (import error, incompatible core, broken registration).
+    error: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.module is not None and self.error is None
+
+    @property
+    def label(self) -> str:
+        return self.manifest.label if self.manifest else self.name
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        return self.manifest.requires if self.manifest else ()
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    plugin: str
+    stage: str
+    message: str
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class PluginRegistry:
+    """Holds the installed plugins of one process and calls their hooks safely.
+
+    ``enabled_source`` returns the names whose database row says enabled; the registry
+    narrows that to the plugins that loaded and whose dependencies are enabled too.
+    """
+
+    def __init__(self, core_version: str) -> None:
+        self.core_version = Version(core_version)
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, InstalledPlugin] = {}
+        self.failures: deque[PluginFailure] = deque(maxlen=200)
+        self._started: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- discovery -------------------------------------------------------------
+
+    def register_core(self, module: ModuleType) -> None:
+        """The core's own hook implementations, always enabled."""
+        self.pm.register(module, name=CORE)
+
+    def discover(self, entry_points: Iterable[metadata.EntryPoint] | None = None) -> None:
+        if entry_points is None:
+            entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for ep in sorted(entry_points, key=lambda e: e.name):
+            self._load(ep)
+
+    def _load(self, ep: metadata.EntryPoint) -> None:
+        dist = getattr(ep, "dist", None)
+        plugin = InstalledPlugin(
+            name=ep.name,
+            entry_point=ep.value,
+            distribution=dist.name if dist else None,
+            version=dist.version if dist else None,
+        )
+        if ep.name == CORE or ep.name in self.plugins:
+            plugin.error = f"Another plugin is already installed under the name {ep.name!r}."
+            self.record_failure(ep.name, "import", plugin.error)
+            self.plugins.setdefault(f"{ep.name} ({ep.value})", plugin)
+            return
+        self.plugins[ep.name] = plugin
+        try:
+            module = ep.load()
+        except Exception as exc:
+            plugin.error = f"It failed to import: {type(exc).__name__}: {exc}"
+            self.record_failure(plugin.name, "import", plugin.error, exc)
+            return
+        manifest = getattr(module, "manifest", None)
+        if not isinstance(manifest, PluginManifest):
+            plugin.error = "Its module has no `manifest = PluginManifest(...)`."
+            self.record_failure(plugin.name, "import", plugin.error)
+            return
+        plugin.manifest = manifest
+        problem = self._compatibility_problem(manifest)
+        if problem:
+            plugin.error = problem
+            self.record_failure(plugin.name, "import", problem)
+            return
+        try:
+            self.pm.register(module, name=ep.name)
+        except Exception as exc:  # pluggy rejects hooks that match no specification
+            plugin.error = f"Its hooks are invalid: {exc}"
+            self.record_failure(plugin.name, "import", plugin.error, exc)
+            return
+        plugin.module = module
+
+    def _compatibility_problem(self, manifest: PluginManifest) -> str | None:
+        if not manifest.core_version:
+            return None
+        try:
+            spec = SpecifierSet(manifest.core_version)
+        except InvalidSpecifier:
+            return f"Its core version range {manifest.core_version!r} is not a valid specifier."
+        if self.core_version not in spec:
+            return (
+                f"It needs Bastion {manifest.core_version}, and this is Bastion "
+                f"{self.core_version}."
+            )
+        return None
+
+    def mark_broken(self, name: str, stage: str, message: str, exc: BaseException | None) -> None:
+        """A plugin failed while being registered: it stays installed but cannot run."""
+        plugin = self.plugins.get(name)
+        if plugin is not None and plugin.error is None:
+            plugin.error = message
+        self.record_failure(name, stage, message, exc)
+
+    # -- state -----------------------------------------------------------------
+
+    def effective_enabled(self, wanted: Iterable[str]) -> frozenset[str]:
+        """Narrow the names enabled in the database to plugins that can actually run."""
+        enabled = {n for n in wanted if n in self.plugins and self.plugins[n].usable}
+        changed = True
+        while changed:  # a plugin whose dependency is off is off too
+            changed = False
+            for name in list(enabled):
+                if any(dep not in enabled for dep in self.plugins[name].requires):
+                    enabled.discard(name)
+                    changed = True
+        return frozenset(enabled)
+
+    def pending_startups(self, enabled: frozenset[str]) -> list[str]:
+        with self._lock:
+            fresh = sorted(enabled - self._started)
+            self._started.update(fresh)
+        return fresh
+
+    # -- calling hooks ---------------------------------------------------------
+
+    def call(
+        self, hook_name: str, enabled: frozenset[str] | None, **kwargs: Any
+    ) -> list[tuple[str, Any]]:
+        """Call a hook on the core and the given plugins (None: every usable plugin).
+
+        Each implementation is called on its own so that one plugin's exception is
+        caught, logged with its name and recorded, and the others still answer.
+        Returns (plugin name, result) pairs in pluggy's call order, None results left out.
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        expected = set(caller.spec.argnames) if caller.spec else set()
+        if set(kwargs) != expected:
+            raise TypeError(f"Hook {hook_name} takes {sorted(expected)}, got {sorted(kwargs)}.")
+        results: list[tuple[str, Any]] = []
+        for impl in reversed(caller.get_hookimpls()):
+            name = impl.plugin_name
+            if name != CORE:
+                if enabled is not None and name not in enabled:
+                    continue
+                plugin = self.plugins.get(name)
+                if plugin is None or not plugin.usable:
+                    continue
+            try:
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                self.record_failure(name, hook_name, f"{type(exc).__name__}: {exc}", exc)
+                continue
+            if result is not None:
+                results.append((name, result))
+        return results
+
+    def call_list(
+        self, hook_name: str, enabled: frozenset[str] | None, **kwargs: Any
+    ) -> list[tuple[str, Any]]:
+        """Like :meth:`call` for hooks returning lists: flattened (plugin, item) pairs."""
+        items: list[tuple[str, Any]] = []
+        for name, result in self.call(hook_name, enabled, **kwargs):
+            if not isinstance(result, list | tuple):
+                self.record_failure(
+                    name, hook_name, f"It returned {type(result).__name__}, not a list."
+                )
+                continue
+            items.extend((name, item) for item in result)
+        return items
+
+    # -- failures --------------------------------------------------------------
+
+    def record_failure(
+        self, plugin: str, stage: str, message: str, exc: BaseException | None = None
+    ) -> None:
+        self.failures.append(PluginFailure(plugin=plugin, stage=stage, message=message))
+        log.error(
+            "Plugin %s failed in %s: %s",
+            plugin,
+            stage,
+            message,
+            extra={
+                "plugin": plugin,
+                "stage": stage,
+                "traceback": "".join(traceback.format_exception(exc)) if exc else None,
+            },
+        )

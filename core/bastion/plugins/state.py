@@ -1,0 +1,125 @@
+"""Enabling and disabling plugins: the database row, the dependency rules, the audit entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+
+from bastion import audit
+from bastion.db import db
+from bastion.models import PluginState, utcnow
+from bastion.plugins.registry import PluginRegistry
+
+
+class PluginStateError(ValueError):
+    """A change was refused; the message says why and what to do instead."""
+
+
+def stored_enabled() -> set[str]:
+    return set(db.session.scalars(select(PluginState.name).where(PluginState.enabled)))
+
+
+def _check_names(registry: PluginRegistry, names: Iterable[str]) -> list[str]:
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise PluginStateError("Name at least one plugin.")
+    unknown = [n for n in names if n not in registry.plugins]
+    if unknown:
+        installed = ", ".join(sorted(registry.plugins)) or "none"
+        raise PluginStateError(
+            f"No plugin named {', '.join(unknown)} is installed. Installed plugins: {installed}."
+        )
+    return names
+
+
+def enable(registry: PluginRegistry, names: Iterable[str], actor: str) -> list[str]:
+    """Enable plugins (together); refuse broken ones and ones whose dependencies are off."""
+    names = _check_names(registry, names)
+    current = stored_enabled()
+    target = current | set(names)
+    for name in names:
+        plugin = registry.plugins[name]
+        if not plugin.usable:
+            raise PluginStateError(f"Cannot enable {name}: {plugin.error}")
+        for dep in plugin.requires:
+            if dep not in registry.plugins:
+                raise PluginStateError(
+                    f"Cannot enable {name}: it needs the plugin {dep}, which is not installed."
+                )
+            if not registry.plugins[dep].usable:
+                raise PluginStateError(
+                    f"Cannot enable {name}: it needs {dep}, which cannot run "
+                    f"({registry.plugins[dep].error})"
+                )
+            if dep not in target:
+                raise PluginStateError(
+                    f"Cannot enable {name}: it needs {dep}, which is disabled. Enable {dep} "
+                    f"first, or both together (bastion plugins enable {dep} {name})."
+                )
+    changed = [n for n in names if n not in current]
+    _write(changed, enabled=True, actor=actor)
+    return changed
+
+
+def disable(registry: PluginRegistry, names: Iterable[str], actor: str) -> list[str]:
+    """Disable plugins (together); refuse while an enabled plugin outside the set needs one."""
+    names = _check_names(registry, names)
+    current = stored_enabled()
+    remaining = current - set(names)
+    for other in sorted(remaining):
+        plugin = registry.plugins.get(other)
+        if plugin is None:
+            continue
+        needed = [n for n in names if n in plugin.requires]
+        if needed:
+            raise PluginStateError(
+                f"Cannot disable {needed[0]}: the enabled plugin {other} needs it. Disable "
+                f"{other} first, or both together (bastion plugins disable {other} {needed[0]})."
+            )
+    changed = [n for n in names if n in current]
+    _write(changed, enabled=False, actor=actor)
+    return changed
+
+
+def _write(names: list[str], *, enabled: bool, actor: str) -> None:
+    for name in names:
+        row = db.session.get(PluginState, name) or PluginState(name=name)
+        row.enabled = enabled
+        row.changed_at = utcnow()
+        row.changed_by = actor
+        db.session.add(row)
+    db.session.commit()
+    for name in names:
+        audit.record(
+            "plugin.enable" if enabled else "plugin.disable",
+            actor=actor,
+            object_type="plugin",
+            object_id=name,
+        )
+
+
+def sync_new_plugins(registry: PluginRegistry) -> list[str]:
+    """Give every newly installed plugin its row: enabled if it asks to be and can be."""
+    known = set(db.session.scalars(select(PluginState.name)))
+    enabled = stored_enabled()
+    fresh = [n for n, p in sorted(registry.plugins.items()) if n not in known and p.manifest]
+    wanted = {
+        n
+        for n in fresh
+        if registry.plugins[n].usable and registry.plugins[n].manifest.enabled_by_default
+    }
+    # Only enable what has its dependencies on (or arriving together).
+    changed = True
+    while changed:
+        changed = False
+        for name in list(wanted):
+            if any(d not in enabled | wanted for d in registry.plugins[name].requires):
+                wanted.discard(name)
+                changed = True
+    for name in fresh:
+        db.session.add(PluginState(name=name, enabled=name in wanted, changed_by="system"))
+    db.session.commit()
+    for name in sorted(wanted):
+        audit.record("plugin.enable", actor="system", object_type="plugin", object_id=name)
+    return sorted(wanted)

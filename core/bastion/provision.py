@@ -1,0 +1,117 @@
+"""First-time set-up of a data directory, and the demo organization."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from flask import Flask
+
+from bastion.db import db
+from bastion.identity import ADMIN_ROLE, create_user, ensure_role
+from bastion.keyfiles import SESSION_KEY, ensure_secrets_dir, write_secret
+from bastion.plugins import state
+from bastion.plugins.contributions import DemoContext, DemoUser
+from bastion.runtime import platform
+from bastion.schema import upgrade
+
+MARKER = ".initialized"
+
+
+class ProvisionError(RuntimeError):
+    """Set-up was refused; the message says why."""
+
+
+def is_initialized(data_dir: Path) -> bool:
+    return (data_dir / MARKER).exists()
+
+
+def prepare_data_dir(data_dir: Path, *, force: bool) -> None:
+    """Create the folder and its secrets; refuse an initialized one unless forced."""
+    if is_initialized(data_dir) and not force:
+        raise ProvisionError(
+            f"{data_dir} is already initialized. Use --force to wipe and initialize it again."
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    if force:
+        for stale in ("bastion.db", "bastion.db-wal", "bastion.db-shm", MARKER):
+            (data_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(data_dir / "search", ignore_errors=True)
+    ensure_secrets_dir(data_dir / "secrets")
+    write_secret(data_dir / "secrets", SESSION_KEY, replace=force)
+
+
+def reset_database() -> None:
+    """With --force on a server database: drop Bastion's tables before creating them anew."""
+    db.metadata.drop_all(db.engine)
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+
+
+def initialize(app: Flask, *, admin_email: str, admin_password: str, demo: bool) -> list[str]:
+    """Schema, plugin rows, first administrator and optionally the demo organization."""
+    plat = platform(app)
+    with app.app_context():
+        upgrade()
+        enabled = state.sync_new_plugins(plat.registry)
+        admin_role = ensure_role(ADMIN_ROLE, "Administrator", ["*"], "Every permission.")
+        create_user(
+            app.extensions["bastion.passwords"],
+            email=admin_email,
+            password=admin_password,
+            name="Administrator",
+            roles=[admin_role],
+        )
+        db.session.commit()
+        if demo:
+            load_demo(app, admin_password)
+    (plat.settings.data_dir / MARKER).write_text("initialized\n", encoding="ascii")
+    return enabled
+
+
+# Role name -> (label, core permissions, description). Plugins add their own
+# permissions to these roles through the load_demo_data hook.
+DEMO_ROLES = {
+    "sales_manager": ("Sales manager", [], "Leads a sales team."),
+    "sales_rep": ("Sales representative", [], "Works leads and opportunities."),
+    "support_agent": ("Support agent", [], "Answers customer cases."),
+    "marketing": ("Marketing", [], "Runs campaigns."),
+    "auditor": ("Auditor", ["audit.view"], "Reads the audit trail and system state."),
+}
+DEMO_USERS = (
+    DemoUser("maria.manager@example.com", "Maria Manager", "sales_manager"),
+    DemoUser("sam.sales@example.com", "Sam Sales", "sales_rep"),
+    DemoUser("sofia.support@example.com", "Sofia Support", "support_agent"),
+    DemoUser("mark.marketing@example.com", "Mark Marketing", "marketing"),
+    DemoUser("aiko.auditor@example.com", "Aiko Auditor", "auditor"),
+)
+
+
+def load_demo(app: Flask, password: str) -> None:
+    """Users in several roles, then each enabled plugin's demo records."""
+    passwords = app.extensions["bastion.passwords"]
+    roles = {
+        name: ensure_role(name, label, perms, description)
+        for name, (label, perms, description) in DEMO_ROLES.items()
+    }
+    for user in DEMO_USERS:
+        create_user(
+            passwords,
+            email=user.email,
+            password=password,
+            name=user.name,
+            roles=[roles[user.role]],
+        )
+    db.session.commit()
+
+    def grant(role: str, *permissions: str) -> None:
+        if role not in roles:
+            raise KeyError(f"The demo organization has no role {role!r}.")
+        ensure_role(role, DEMO_ROLES[role][0], permissions)
+
+    demo = DemoContext(roles=tuple(DEMO_ROLES), users=DEMO_USERS, grant=grant)
+    plat = platform(app)
+    plat.hook("load_demo_data", app=app, demo=demo)
+    db.session.commit()

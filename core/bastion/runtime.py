@@ -1,0 +1,75 @@
+"""The platform object an application carries: settings, plugins, themes, enabled state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, g, has_request_context
+from sqlalchemy.exc import SQLAlchemyError
+
+from bastion.config import Settings
+from bastion.plugins import state
+from bastion.plugins.contributions import ObjectDefinition, Permission
+from bastion.plugins.registry import CORE, PluginRegistry
+from bastion.themes import ThemeRegistry
+
+EXTENSION_KEY = "bastion"
+
+
+class Platform:
+    def __init__(self, settings: Settings, registry: PluginRegistry, themes: ThemeRegistry):
+        self.settings = settings
+        self.registry = registry
+        self.themes = themes
+        #: Top-level blueprint name -> plugin that registered it.
+        self.blueprint_owner: dict[str, str] = {}
+        #: Permission name -> (owning plugin or "core", definition); filled at start-up.
+        self.permissions: dict[str, tuple[str, Permission]] = {}
+        #: Plugin name -> its static folder; stylesheets and scripts included on every page.
+        self.plugin_static: dict[str, str] = {}
+        self.plugin_stylesheets: list[tuple[str, str]] = []
+        self.plugin_scripts: list[tuple[str, str]] = []
+        #: Object API name -> (declaring plugin, definition); the data model consumes it.
+        self.objects: dict[str, tuple[str, ObjectDefinition]] = {}
+
+    def enabled_plugins(self) -> frozenset[str]:
+        """Plugins enabled right now; read once per request so every process sees changes."""
+        if has_request_context():
+            cached = g.get("_bastion_enabled")
+            if cached is None:
+                cached = g._bastion_enabled = self._read_enabled()
+            return cached
+        return self._read_enabled()
+
+    def _read_enabled(self) -> frozenset[str]:
+        try:
+            return self.registry.effective_enabled(state.stored_enabled())
+        except SQLAlchemyError:
+            # No schema yet (before `bastion init`) or the database is down: nothing runs.
+            from bastion.db import db
+
+            db.session.rollback()
+            return frozenset()
+
+    def is_active(self, owner: str) -> bool:
+        return owner == CORE or owner in self.enabled_plugins()
+
+    def hook(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        return self.registry.call(name, self.enabled_plugins(), **kwargs)
+
+    def hook_items(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        return self.registry.call_list(name, self.enabled_plugins(), **kwargs)
+
+    def active_permissions(self) -> frozenset[str]:
+        """Permissions defined by the core or an enabled plugin: the only ones that grant."""
+        return frozenset(
+            name for name, (owner, _) in self.permissions.items() if self.is_active(owner)
+        )
+
+    def run_pending_startups(self, app: Flask) -> None:
+        for name in self.registry.pending_startups(self.enabled_plugins()):
+            self.registry.call("startup", frozenset({name}), app=app)
+
+
+def platform(app: Flask | None = None) -> Platform:
+    return (app or current_app).extensions[EXTENSION_KEY]

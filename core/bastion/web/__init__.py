@@ -1,0 +1,1 @@
+"""The core's blueprints and request plumbing."""

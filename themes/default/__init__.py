@@ -1,0 +1,3 @@
+"""Bastion's default theme: templates/ and static/ beside this file."""
+
+label = "Default"
