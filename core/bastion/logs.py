@@ -47,6 +47,18 @@ class RequestIdFilter(logging.Filter):
 _HANDLER_MARK = "_bastion_json_handler"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time, so redirections are followed."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     """Install the JSON handler on the root logger once per process (idempotent)."""
     root = logging.getLogger()
@@ -57,7 +69,7 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
         if getattr(handler, _HANDLER_MARK, False):
             handler.setLevel(level.upper())
             return
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     setattr(handler, _HANDLER_MARK, True)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RequestIdFilter())
