@@ -19,6 +19,7 @@ from bastion.access import login_required, public
 from bastion.db import db
 from bastion.identity import find_user_by_email
 from bastion.models import utcnow
+from bastion.sessions import start_session
 from bastion.web.safety import is_safe_next
 
 bp = Blueprint("auth", __name__)
@@ -62,6 +63,7 @@ def login_submit():
     session.clear()
     login_user(user)
     session.permanent = True
+    start_session()
     audit.record("auth.sign_in", actor=f"user:{user.id}")
     return redirect(target if is_safe_next(target) else url_for("home.dashboard"))
 
