@@ -125,12 +125,17 @@ def main(ctx: click.Context, data_dir: str | None) -> None:
     default=None,
     help="Data directory to create (overrides the global option).",
 )
-@click.option("--admin-email", required=True, help="Email of the first administrator.")
+@click.option(
+    "--admin-email",
+    default=None,
+    help="Email of the first administrator (asked for on a terminal when left out).",
+)
 @click.option(
     "--admin-password-file",
-    required=True,
+    default=None,
     type=click.File("r"),
-    help="File holding the administrator's password ('-' for standard input).",
+    help="File holding the administrator's password ('-' for standard input); "
+    "asked for on a terminal when left out.",
 )
 @click.option("--demo", is_flag=True, help="Also load the demo organization.")
 @click.option("--force", is_flag=True, help="Wipe and initialize an initialized directory.")
@@ -138,24 +143,34 @@ def main(ctx: click.Context, data_dir: str | None) -> None:
 def init(
     ctx: Context,
     init_data_dir: str | None,
-    admin_email: str,
+    admin_email: str | None,
     admin_password_file: Any,
     demo: bool,
     force: bool,
 ) -> None:
     """Create the data directory, schema, secrets and first administrator."""
     from bastion.identity import IdentityError, normalize_email
-    from bastion.passwords import PasswordPolicyError
+    from bastion.passwords import PasswordPolicyError, Passwords
     from bastion.provision import ProvisionError, initialize, prepare_data_dir, reset_database
 
     if init_data_dir:
         ctx.data_dir, ctx._settings = init_data_dir, None
     settings = ctx.settings
-    password = admin_password_file.read().rstrip("\r\n")
+    interactive = sys.stdin.isatty()
+    if admin_email is None:
+        if not interactive:
+            raise click.UsageError("Give --admin-email (there is no terminal to ask on).")
+        admin_email = click.prompt("Administrator email")
+    if admin_password_file is not None:
+        password = admin_password_file.read().rstrip("\r\n")
+    elif interactive:
+        password = click.prompt(
+            "Administrator password", hide_input=True, confirmation_prompt=True
+        )
+    else:
+        raise click.UsageError("Give --admin-password-file (there is no terminal to ask on).")
     try:
         normalize_email(admin_email)
-        from bastion.passwords import Passwords
-
         Passwords(settings).check_policy(password)
         prepare_data_dir(settings.data_dir, force=force)
     except (ProvisionError, IdentityError, PasswordPolicyError) as exc:

@@ -1,6 +1,7 @@
 """Alembic environment: Bastion hands over an open connection; no URL lives here."""
 
 from alembic import context
+
 from bastion.db import db
 
 connection = context.config.attributes["connection"]
