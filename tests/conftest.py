@@ -57,7 +57,7 @@ def postgres_database() -> Iterator[str | None]:
 
 @pytest.fixture
 def database_url(postgres_database: str | None) -> Iterator[str]:
-    """"" (the data directory's SQLite file) or a PostgreSQL URL with a private schema."""
+    """Empty for the data directory's SQLite file, or a PostgreSQL URL with a private schema."""
     if postgres_database is None:
         yield ""
         return

@@ -12,7 +12,6 @@ from flask import Flask, abort, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bastion import __version__, core_hooks
 from bastion.access import can, enforce_route_access
@@ -23,15 +22,15 @@ from bastion.keyfiles import SESSION_KEY, SecretFileError, read_secret
 from bastion.logs import configure_logging
 from bastion.navigation import page_context
 from bastion.passwords import Passwords
-from bastion.plugins.contributions import PluginAssets
+from bastion.plugins.registration import register_plugins
 from bastion.plugins.registry import PluginRegistry
 from bastion.runtime import EXTENSION_KEY, Platform
 from bastion.sessions import enforce_session_lifetime
 from bastion.themes import ThemeRegistry
 from bastion.web import admin, assets, auth, health, home
 from bastion.web.errors import init_error_pages
+from bastion.web.proxies import TrustedProxies, parse_networks
 from bastion.web.safety import init_security_headers
-from bastion.web.theming import install_template_loader
 
 log = logging.getLogger("bastion.app")
 access_log = logging.getLogger("bastion.access_log")
@@ -74,10 +73,12 @@ def create_app(
     if settings.secure_cookies == "auto":
         app.session_interface = _AutoSecureSessionInterface()
     if settings.trusted_proxy_count:
-        n = settings.trusted_proxy_count
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, settings.trusted_proxy_count, parse_networks(settings.trusted_proxies)
+        )
 
     db.init_app(app)
+    app.before_request(_assign_request_id)  # before CSRFProtect's check
     CSRFProtect(app)
     Htmx(app)
     init_login(app)
@@ -98,7 +99,7 @@ def create_app(
         app.register_blueprint(blueprint)
         plat.blueprint_owner[blueprint.name] = "core"
     with app.app_context():
-        _register_plugins(app, plat)
+        register_plugins(app, plat)
 
     app.before_request(_begin_request)
     app.before_request(enforce_session_lifetime)
@@ -125,61 +126,17 @@ def _session_key(settings: Settings) -> str:
         raise SystemExit(str(exc)) from None
 
 
-def _register_plugins(app: Flask, plat: Platform) -> None:
-    """Registration hooks run for every installed plugin, enabled or not."""
-    registry = plat.registry
-    for owner, blueprint in registry.call_list("register_blueprints", None, app=app):
-        try:
-            app.register_blueprint(blueprint)
-        except Exception as exc:
-            registry.mark_broken(owner, "register_blueprints", f"{type(exc).__name__}: {exc}", exc)
-            continue
-        plat.blueprint_owner[blueprint.name] = owner
-
-    template_dirs: list[str] = []
-    for owner, assets_ in registry.call("register_assets", None):
-        if not isinstance(assets_, PluginAssets):
-            registry.mark_broken(owner, "register_assets", "It did not return PluginAssets.", None)
-            continue
-        if assets_.templates:
-            template_dirs.append(str(assets_.templates))
-        if assets_.static:
-            plat.plugin_static[owner] = str(assets_.static)
-            plat.plugin_stylesheets += [(owner, f) for f in assets_.stylesheets]
-            plat.plugin_scripts += [(owner, f) for f in assets_.scripts]
-    install_template_loader(app, template_dirs)
-
-    for owner, permission in registry.call_list("register_permissions", None):
-        prefix = "" if owner == "core" else f"{owner}."
-        if prefix and not permission.name.startswith(prefix):
-            registry.mark_broken(
-                owner,
-                "register_permissions",
-                f"Permission {permission.name!r} must start with {prefix!r}.",
-                None,
-            )
-            continue
-        plat.permissions[permission.name] = (owner, permission)
-
-    for owner, definition in registry.call_list("register_objects", None):
-        clash = plat.objects.get(definition.name)
-        if clash is not None and clash[0] != owner:
-            registry.mark_broken(
-                owner,
-                "register_objects",
-                f"The object {definition.name!r} is already declared by {clash[0]}.",
-                None,
-            )
-            continue
-        plat.objects[definition.name] = (owner, definition)
+def _assign_request_id() -> None:
+    """Runs before every other before_request (CSRF included), so refusals carry it too."""
+    g.request_started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    # Accept a proxy's id only if it is short and plain ASCII, so it cannot forge log lines.
+    bare = incoming.replace("-", "")
+    plain = 8 <= len(incoming) <= 64 and bare.isascii() and bare.isalnum()
+    g.request_id = incoming if plain else uuid.uuid4().hex
 
 
 def _begin_request() -> Any:
-    g.request_started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    # Accept a proxy's id only if it is short and plain, so it cannot forge log lines.
-    plain = 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum()
-    g.request_id = incoming if plain else uuid.uuid4().hex
     plat: Platform = current_app.extensions[EXTENSION_KEY]
     if request.endpoint in ("health.healthz", "health.readyz"):
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from functools import update_wrapper
@@ -13,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bastion import __version__
-from bastion.config import ConfigError, Settings, load_settings
+from bastion.config import CONFIG_FILE_NAME, ConfigError, Settings, load_settings
 
 
 class Context:
@@ -76,9 +77,18 @@ class BastionGroup(click.Group):
                 from bastion.runtime import platform
 
                 with app.app_context():
-                    for _owner, command in platform(app).hook_items("register_commands"):
-                        if command.name and command.name not in super().list_commands(ctx):
+                    plat = platform(app)
+                    taken = set(super().list_commands(ctx))
+                    for owner, command in plat.hook_items("register_commands"):
+                        if not isinstance(command, click.Command) or not command.name:
+                            message = "It returned something that is not a named click command."
+                        elif command.name in taken:
+                            message = f"Its command {command.name!r} clashes with another one."
+                        else:
+                            taken.add(command.name)
                             commands[command.name] = _in_app_context(command, app)
+                            continue
+                        plat.registry.record_failure(owner, "register_commands", message)
         except (click.ClickException, SystemExit):
             pass  # set-up problems are reported by the command the user asked for
         ctx.meta["bastion.plugin_commands"] = commands
@@ -92,15 +102,20 @@ class BastionGroup(click.Group):
 
 
 def _in_app_context(command: click.Command, app: Flask) -> click.Command:
-    callback = command.callback
-    if callback is not None:
+    """A copy of a plugin's command that runs, subcommands included, in ``app``'s context.
 
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with app.app_context():
-                return callback(*args, **kwargs)
+    The plugin's own command object is left untouched: wrapping it in place would stack
+    one wrapper per invocation in a long-lived process, and the innermost (the first
+    application ever built) would win.
+    """
+    wrapped = copy.copy(command)
 
-        command.callback = update_wrapper(run, callback)
-    return command
+    def invoke(ctx: click.Context) -> Any:
+        with app.app_context():
+            return command.invoke(ctx)
+
+    wrapped.invoke = invoke  # type: ignore[method-assign]
+    return wrapped
 
 
 @click.group(cls=BastionGroup)
@@ -164,9 +179,7 @@ def init(
     if admin_password_file is not None:
         password = admin_password_file.read().rstrip("\r\n")
     elif interactive:
-        password = click.prompt(
-            "Administrator password", hide_input=True, confirmation_prompt=True
-        )
+        password = click.prompt("Administrator password", hide_input=True, confirmation_prompt=True)
     else:
         raise click.UsageError("Give --admin-password-file (there is no terminal to ask on).")
     try:
@@ -223,15 +236,9 @@ def serve(app: Flask, host: str, port: int, threads: int) -> None:
         )
     settings = app.extensions["bastion"].settings
     click.echo(f"Bastion {__version__} serving on http://{host}:{port} (data: {settings.data_dir})")
-    options: dict[str, Any] = {"clear_untrusted_proxy_headers": True}
-    if settings.trusted_proxy_count:
-        # ProxyFix in the app applies the headers; waitress only has to keep them.
-        options.update(
-            trusted_proxy="*",
-            trusted_proxy_count=settings.trusted_proxy_count,
-            trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"},
-            clear_untrusted_proxy_headers=False,
-        )
+    # Forwarded headers are judged by the application (bastion.web.proxies), which must
+    # see them; without trusted proxies waitress drops them all.
+    options: dict[str, Any] = {"clear_untrusted_proxy_headers": not settings.trusted_proxy_count}
     waitress.serve(app, host=host, port=port, threads=threads, ident="Bastion", **options)
 
 
@@ -270,6 +277,12 @@ def check(ctx: Context) -> None:
     elif not os.access(settings.data_dir, os.W_OK):
         problems.append(f"{settings.data_dir} is not writable by this user.")
     secret_problems = permission_problems(settings.secrets_dir)
+    config_file = settings.data_dir / CONFIG_FILE_NAME
+    if config_file.exists() and config_file.stat().st_mode & 0o077:
+        # It may hold the database password.
+        secret_problems.append(
+            f"{config_file} can be read by other users; run `chmod 600 {config_file}`."
+        )
     problems += secret_problems
     if not secret_problems:
         click.echo("ok: secret files are readable only by their owner")

@@ -24,8 +24,10 @@ class Settings:
     data_dir: Path = Path("bastion-data")
     database_url: str = ""
     log_level: str = "INFO"
-    # How many reverse proxies in front of Bastion to trust for X-Forwarded-* headers.
+    # How many reverse proxies in front of Bastion to trust for X-Forwarded-* headers,
+    # and the addresses or networks they connect from (comma separated).
     trusted_proxy_count: int = 0
+    trusted_proxies: str = "127.0.0.1, ::1"
     # "auto" marks cookies Secure when the request came over HTTPS.
     secure_cookies: str = "auto"
     session_idle_minutes: int = 30
@@ -105,6 +107,12 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("password_min_length cannot be below 8.")
     if settings.trusted_proxy_count < 0:
         raise ConfigError("trusted_proxy_count cannot be negative.")
+    from bastion.web.proxies import parse_networks
+
+    try:
+        parse_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies: {exc}; list addresses such as 127.0.0.1.") from None
     for name in (
         "session_idle_minutes",
         "session_absolute_hours",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from bastion.api import (
     Blueprint,
     DashboardWidget,
@@ -15,11 +16,11 @@ from bastion.api import (
     Permission,
     PluginAssets,
     PluginManifest,
+    has_permission,
     hookimpl,
     render_template,
     requires,
 )
-
 from bastion_status.report import build_report, mark_process_start
 
 manifest = PluginManifest(
@@ -75,6 +76,8 @@ def navigation_items(user: Any) -> list[NavItem]:
 
 @hookimpl
 def dashboard_widgets(user: Any) -> list[DashboardWidget]:
+    if not has_permission(user, VIEW):
+        return []  # the report costs a query and a disk check: build it only for viewers
     return [
         DashboardWidget(
             title="System health",

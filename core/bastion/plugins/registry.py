@@ -120,9 +120,16 @@ class PluginRegistry:
             return
         try:
             self.pm.register(module, name=ep.name)
-        except Exception as exc:  # pluggy rejects hooks that match no specification
+        except Exception as exc:  # pluggy rejects hooks whose arguments match no specification
             plugin.error = f"Its hooks are invalid: {exc}"
             self.record_failure(plugin.name, "import", plugin.error, exc)
+            return
+        # A misspelled hook would otherwise be accepted and silently never called.
+        unknown = sorted(c.name for c in self.pm.get_hookcallers(module) or [] if c.spec is None)
+        if unknown:
+            self.pm.unregister(module)
+            plugin.error = f"It implements {', '.join(unknown)}, which Bastion does not define."
+            self.record_failure(plugin.name, "import", plugin.error)
             return
         plugin.module = module
 
@@ -170,13 +177,20 @@ class PluginRegistry:
     # -- calling hooks ---------------------------------------------------------
 
     def call(
-        self, hook_name: str, enabled: frozenset[str] | None, **kwargs: Any
+        self,
+        hook_name: str,
+        enabled: frozenset[str] | None,
+        *,
+        registering: bool = False,
+        **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Call a hook on the core and the given plugins (None: every usable plugin).
 
         Each implementation is called on its own so that one plugin's exception is
-        caught, logged with its name and recorded, and the others still answer.
-        Returns (plugin name, result) pairs in pluggy's call order, None results left out.
+        caught, logged with its name and recorded, and the others still answer. While
+        ``registering``, a failure marks the plugin broken: half-registered, it must not
+        be enabled. Returns (plugin name, result) pairs in pluggy's call order, None
+        results left out.
         """
         caller = getattr(self.pm.hook, hook_name)
         expected = set(caller.spec.argnames) if caller.spec else set()
@@ -194,27 +208,39 @@ class PluginRegistry:
             try:
                 result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as exc:
-                self.record_failure(name, hook_name, f"{type(exc).__name__}: {exc}", exc)
+                self.fail(name, hook_name, f"{type(exc).__name__}: {exc}", exc, registering)
                 continue
             if result is not None:
                 results.append((name, result))
         return results
 
     def call_list(
-        self, hook_name: str, enabled: frozenset[str] | None, **kwargs: Any
+        self,
+        hook_name: str,
+        enabled: frozenset[str] | None,
+        *,
+        registering: bool = False,
+        **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Like :meth:`call` for hooks returning lists: flattened (plugin, item) pairs."""
         items: list[tuple[str, Any]] = []
-        for name, result in self.call(hook_name, enabled, **kwargs):
+        for name, result in self.call(hook_name, enabled, registering=registering, **kwargs):
             if not isinstance(result, list | tuple):
-                self.record_failure(
-                    name, hook_name, f"It returned {type(result).__name__}, not a list."
-                )
+                message = f"It returned {type(result).__name__}, not a list."
+                self.fail(name, hook_name, message, None, registering)
                 continue
             items.extend((name, item) for item in result)
         return items
 
     # -- failures --------------------------------------------------------------
+
+    def fail(
+        self, plugin: str, stage: str, message: str, exc: BaseException | None, broken: bool
+    ) -> None:
+        if broken and plugin != CORE:
+            self.mark_broken(plugin, stage, message, exc)
+        else:
+            self.record_failure(plugin, stage, message, exc)
 
     def record_failure(
         self, plugin: str, stage: str, message: str, exc: BaseException | None = None

@@ -59,7 +59,8 @@ def handle_unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
         return handle_http_error(exc)
     log.exception("Unhandled error while serving %s %s", request.method, request.path)
-    return _render(500, InternalServerError.name, MESSAGES[500])
+    # `name` is a property of HTTPException instances: read it from an instance.
+    return _render(500, InternalServerError().name, MESSAGES[500])
 
 
 def init_error_pages(app: Flask) -> None:

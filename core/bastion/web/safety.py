@@ -33,11 +33,19 @@ def add_security_headers(response: Response) -> Response:
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if _is_asset(request.endpoint):
+        return response  # versioned assets hold no customer data: let browsers cache them
     if current_user and current_user.is_authenticated:
         # Signed-in pages hold customer data: never keep them in a browser or proxy cache.
         headers["Cache-Control"] = "no-store"
         headers.add("Vary", "Cookie")
     return response
+
+
+def _is_asset(endpoint: str | None) -> bool:
+    return bool(endpoint) and (
+        endpoint == "static" or endpoint.endswith(".static") or endpoint.startswith("assets.")
+    )
 
 
 def is_safe_next(target: str | None) -> bool:
