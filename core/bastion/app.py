@@ -25,7 +25,6 @@ from bastion.passwords import Passwords
 from bastion.plugins.registration import register_plugins
 from bastion.plugins.registry import PluginRegistry
 from bastion.runtime import EXTENSION_KEY, Platform
-from bastion.sessions import enforce_session_lifetime
 from bastion.themes import ThemeRegistry
 from bastion.web import admin, assets, auth, health, home
 from bastion.web.errors import init_error_pages
@@ -102,7 +101,6 @@ def create_app(
         register_plugins(app, plat)
 
     app.before_request(_begin_request)
-    app.before_request(enforce_session_lifetime)
     app.before_request(enforce_route_access)
     app.after_request(_finish_request)
     init_security_headers(app)

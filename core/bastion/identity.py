@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from bastion.db import db
 from bastion.models import Role, RolePermission, User
 from bastion.passwords import Passwords
+from bastion.sessions import session_is_valid
 
 ADMIN_ROLE = "administrator"
 
@@ -71,16 +72,15 @@ def init_login(app: Flask) -> None:
     manager.login_message = "Please sign in to see that page."
     manager.login_message_category = "info"
     # Flask-Login's own session protection would log users out behind some proxies;
-    # sessions are bound to the server-side epoch instead.
+    # sessions are checked against their server-side record instead (bastion.sessions).
     manager.session_protection = None
 
     @manager.user_loader
-    def load_user(session_id: str) -> User | None:
-        user_id, _, epoch = session_id.partition(".")
-        if not user_id.isdigit() or not epoch.isdigit():
+    def load_user(user_id: str) -> User | None:
+        if not user_id.isdigit():
             return None
         user = db.session.get(User, int(user_id))
-        if user is None or not user.active or user.session_epoch != int(epoch):
+        if user is None or not user.active or not session_is_valid(user):
             return None
         return user
 

@@ -71,8 +71,6 @@ class User(UserMixin, db.Model):
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # Changing it ends every session of the user (part of the session id).
-    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     locale: Mapped[str] = mapped_column(String(16), default="en")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -84,12 +82,31 @@ class User(UserMixin, db.Model):
         return self.active
 
     def get_id(self) -> str:
-        # The epoch in the session id lets the server end every session of a user.
-        return f"{self.id}.{self.session_epoch}"
+        return str(self.id)
 
     @property
     def display_name(self) -> str:
         return self.name or self.email
+
+
+class UserSession(db.Model):
+    """A signed-in session, held on the server so that it can be ended from there.
+
+    The browser's cookie carries a random token; only its SHA-256 is stored, so a copy
+    of this table cannot be replayed. Times are Unix seconds (SQLite keeps no zones).
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[int] = mapped_column(Integer)
+    seen_at: Mapped[int] = mapped_column(Integer)
+    client_addr: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    ended_at: Mapped[int | None] = mapped_column(Integer)
+    #: sign_out, idle, absolute or revoked
+    end_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class PluginState(db.Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
@@ -9,7 +10,8 @@ from sqlalchemy import select
 
 from bastion.db import db
 from bastion.identity import create_user, ensure_role
-from bastion.models import User
+from bastion.models import User, UserSession
+from bastion.sessions import SESSION_TOKEN_FIELD, end_all_sessions
 from bastion.web.auth import SIGN_IN_FAILED
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CSRF_RE, csrf_token, sign_in
 
@@ -194,18 +196,43 @@ def test_sign_out_ends_the_session(admin_client):
     assert home.headers["Location"].startswith("/login")
 
 
-def test_changing_the_session_epoch_ends_existing_sessions(app, client):
+def test_ending_all_of_a_users_sessions_signs_them_out_everywhere(app, client):
     add_user(app, CLERK_EMAIL, CLERK_PASSWORD)
-    other = app.test_client()
-    assert sign_in(client, CLERK_EMAIL, CLERK_PASSWORD).status_code == 302
-    assert client.get("/").status_code == 200
-    change_user(app, CLERK_EMAIL, session_epoch=1)
-    response = client.get("/")
+    laptop, phone = client, app.test_client()
+    for device in (laptop, phone):
+        assert sign_in(device, CLERK_EMAIL, CLERK_PASSWORD).status_code == 302
+        assert device.get("/").status_code == 200
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == CLERK_EMAIL))
+        assert end_all_sessions(user.id) == 2
+    for device in (laptop, phone):
+        response = device.get("/")
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/login")
+    # A new sign-in starts a new session and works.
+    assert sign_in(phone, CLERK_EMAIL, CLERK_PASSWORD).status_code == 302
+    assert phone.get("/").status_code == 200
+
+
+def test_a_copied_cookie_is_worthless_after_sign_out(app, admin_client):
+    stolen = admin_client.get_cookie("bastion_session").value
+    token = csrf_token(admin_client, "/")
+    assert admin_client.post("/logout", data={"csrf_token": token}).status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("bastion_session", stolen)
+    response = replay.get("/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login")
-    # A new sign-in carries the new epoch and works.
-    assert sign_in(other, CLERK_EMAIL, CLERK_PASSWORD).status_code == 302
-    assert other.get("/").status_code == 200
+
+
+def test_the_database_holds_only_a_digest_of_the_session_token(app, admin_client):
+    cookie = admin_client.get_cookie("bastion_session").value
+    contents = app.session_interface.get_signing_serializer(app).loads(cookie)
+    token = contents[SESSION_TOKEN_FIELD]
+    with app.app_context():
+        stored = db.session.scalars(select(UserSession.id)).all()
+    assert stored == [hashlib.sha256(token.encode()).hexdigest()]
+    assert token not in stored
 
 
 def test_disabling_a_user_ends_their_session(app, client):

@@ -1,4 +1,4 @@
-"""Sign-in and sign-out. The identity issue adds MFA, throttling and server-side sessions."""
+"""Sign-in and sign-out. The identity issue adds MFA and throttling."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from bastion.access import login_required, public
 from bastion.db import db
 from bastion.identity import find_user_by_email
 from bastion.models import utcnow
-from bastion.sessions import start_session
+from bastion.sessions import end_current_session, start_session
 from bastion.web.safety import is_safe_next
 
 bp = Blueprint("auth", __name__)
@@ -61,9 +61,9 @@ def login_submit():
     db.session.commit()
     # Rotate: nothing from the anonymous session (including its CSRF token) survives.
     session.clear()
+    start_session(user)
     login_user(user)
     session.permanent = True
-    start_session()
     audit.record("auth.sign_in", actor=f"user:{user.id}")
     return redirect(target if is_safe_next(target) else url_for("home.dashboard"))
 
@@ -72,6 +72,7 @@ def login_submit():
 @login_required
 def logout():
     user_id = current_user.id
+    end_current_session("sign_out")
     logout_user()
     session.clear()
     audit.record("auth.sign_out", actor=f"user:{user_id}")

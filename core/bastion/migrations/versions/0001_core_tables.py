@@ -1,4 +1,4 @@
-"""Core tables: users, roles, permissions, plugin state, site settings.
+"""Core tables: users, sessions, roles, permissions, plugin state, site settings.
 
 Revision ID: 0001
 Revises:
@@ -43,7 +43,6 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('session_epoch', sa.Integer(), nullable=False),
     sa.Column('time_zone', sa.String(length=64), nullable=False),
     sa.Column('locale', sa.String(length=16), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -64,9 +63,30 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_roles_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('user_id', 'role_id', name=op.f('pk_user_roles'))
     )
+    op.create_table('user_sessions',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('started_at', sa.Integer(), nullable=False),
+    sa.Column('seen_at', sa.Integer(), nullable=False),
+    sa.Column('client_addr', sa.String(length=64), nullable=False),
+    sa.Column('user_agent', sa.String(length=200), nullable=False),
+    sa.Column('ended_at', sa.Integer(), nullable=True),
+    sa.Column('end_reason', sa.String(length=32), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_sessions_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_user_sessions'))
+    )
+    op.create_index(op.f('ix_user_sessions_user_id'), 'user_sessions', ['user_id'], unique=False)
 
 
 def downgrade() -> None:
-    for table in ("user_roles", "role_permissions", "users", "site_settings", "roles",
-                  "plugin_state"):
+    op.drop_index(op.f("ix_user_sessions_user_id"), table_name="user_sessions")
+    for table in (
+        "user_sessions",
+        "user_roles",
+        "role_permissions",
+        "users",
+        "site_settings",
+        "roles",
+        "plugin_state",
+    ):
         op.drop_table(table)
