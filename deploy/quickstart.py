@@ -54,7 +54,7 @@ def main() -> int:
             ],
             input=password + "\n",
             text=True,
-            env=env,
+            env={**env, "BASTION_LOG_LEVEL": "WARNING"},  # keep the terminal readable
             check=True,
         )
         fd = os.open(CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -153,7 +153,7 @@ def test_disable_and_enable_plugin_through_admin_ui(browser, live_server, viewpo
         state = "enabled" if action == "Enable" else "disabled"
         expect(page.locator("#plugin-status")).to_have_attribute("data-state", state)
         flash = page.locator("#flashes .flash")
-        expect(flash).to_have_text(f"status is {state}.")
+        expect(flash).to_have_text(f"System status is {state}.")
         # The message lines up with the page's content column, on every screen.
         flash_box = flash.bounding_box()
         heading_box = page.locator("#main h1").bounding_box()

@@ -83,7 +83,8 @@ def change_plugin(name: str, action: str):
     g.pop("_bastion_enabled", None)
     g.pop("_bastion_permissions", None)
     verb = "enabled" if action == "enable" else "disabled"
-    flash(f"{name} is {verb}." if changed else f"{name} was already {verb}.", "success")
+    label = platform().registry.plugins[name].label
+    flash(f"{label} is {verb}." if changed else f"{label} was already {verb}.", "success")
     if request.htmx:
         return _render_plugins()
     return redirect(url_for("admin.plugins"))

@@ -126,11 +126,11 @@ def test_cli_reports_unchanged_and_unknown_plugins(plugin_app, plugin_cli):
 
 
 @pytest.mark.parametrize(
-    ("name", "page", "starts_enabled"),
-    [("status", "/status/", True), ("example", "/example/", False)],
+    ("name", "label", "page", "starts_enabled"),
+    [("status", "System status", "/status/", True), ("example", "Example", "/example/", False)],
 )
 def test_admin_page_enables_and_disables_like_a_bundled_plugin(
-    plugin_admin, name, page, starts_enabled
+    plugin_admin, name, label, page, starts_enabled
 ):
     assert plugin_admin.get(page).status_code == (200 if starts_enabled else 404)
 
@@ -139,19 +139,19 @@ def test_admin_page_enables_and_disables_like_a_bundled_plugin(
         assert response.status_code == 302
         assert response.headers["Location"] == "/admin/plugins"
         followed = text(plugin_admin.get("/admin/plugins"))
-        assert flashes(followed) == [f"{name} is disabled."]
+        assert flashes(followed) == [f"{label} is disabled."]
         assert admin_states(followed)[name] == "disabled"
         assert plugin_admin.get(page).status_code == 404
 
     response = admin_change(plugin_admin, name, "enable")
     assert response.status_code == 302
     followed = text(plugin_admin.get("/admin/plugins"))
-    assert flashes(followed) == [f"{name} is enabled."]
+    assert flashes(followed) == [f"{label} is enabled."]
     assert admin_states(followed)[name] == "enabled"
     assert plugin_admin.get(page).status_code == 200
 
     admin_change(plugin_admin, name, "enable")
-    assert flashes(text(plugin_admin.get("/admin/plugins"))) == [f"{name} was already enabled."]
+    assert flashes(text(plugin_admin.get("/admin/plugins"))) == [f"{label} was already enabled."]
 
     assert admin_change(plugin_admin, name, "disable").status_code == 302
     assert admin_states(text(plugin_admin.get("/admin/plugins")))[name] == "disabled"
@@ -187,7 +187,7 @@ def test_admin_htmx_change_returns_the_table_and_swaps_the_nav_out_of_band(plugi
     assert site_nav(partial).get("hx-swap-oob") == "true"
     assert tree.find("div", id="flashes").get("hx-swap-oob") == "true"
     assert nav_links(partial)["/example/"] == "example"
-    assert flashes(partial) == ["example is enabled."]
+    assert flashes(partial) == ["Example is enabled."]
 
     # As htmx sends it: the token in the X-CSRFToken header from <body hx-headers>.
     token = parse(text(plugin_admin.get("/admin/plugins"))).find("input", name="csrf_token")
@@ -200,7 +200,7 @@ def test_admin_htmx_change_returns_the_table_and_swaps_the_nav_out_of_band(plugi
     assert admin_states(partial)["example"] == "disabled"
     assert "/example/" not in nav_links(partial)
     assert "/" in nav_links(partial)  # the core's entries stay
-    assert flashes(partial) == ["example is disabled."]
+    assert flashes(partial) == ["Example is disabled."]
 
 
 def test_admin_change_without_csrf_token_is_refused(plugin_admin):
