@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import time
-import uuid
 from datetime import timedelta
-from typing import Any
 
-from flask import Flask, abort, current_app, g, request
+from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
@@ -28,11 +24,10 @@ from bastion.runtime import EXTENSION_KEY, Platform
 from bastion.themes import ThemeRegistry
 from bastion.web import admin, assets, auth, health, home
 from bastion.web.errors import init_error_pages
+from bastion.web.lifecycle import BastionFlask, log_response, run_startups
 from bastion.web.proxies import TrustedProxies, parse_networks
 from bastion.web.safety import init_security_headers
 
-log = logging.getLogger("bastion.app")
-access_log = logging.getLogger("bastion.access_log")
 CORE_BLUEPRINTS = (auth.bp, home.bp, admin.bp, health.bp, assets.bp)
 
 
@@ -51,7 +46,7 @@ def create_app(
     settings = settings or load_settings()
     configure_logging(settings.log_level)
 
-    app = Flask("bastion", static_url_path="/static/core")
+    app = BastionFlask("bastion", static_url_path="/static/core")
     app.config.update(
         SECRET_KEY=secret_key or _session_key(settings),
         SQLALCHEMY_DATABASE_URI=settings.effective_database_url,
@@ -77,7 +72,6 @@ def create_app(
         )
 
     db.init_app(app)
-    app.before_request(_assign_request_id)  # before CSRFProtect's check
     CSRFProtect(app)
     Htmx(app)
     init_login(app)
@@ -100,9 +94,9 @@ def create_app(
     with app.app_context():
         register_plugins(app, plat)
 
-    app.before_request(_begin_request)
+    app.before_request(run_startups)
     app.before_request(enforce_route_access)
-    app.after_request(_finish_request)
+    app.after_request(log_response)
     init_security_headers(app)
     init_error_pages(app)
     app.context_processor(page_context)
@@ -122,43 +116,3 @@ def _session_key(settings: Settings) -> str:
         return read_secret(settings.secrets_dir, SESSION_KEY)
     except SecretFileError as exc:
         raise SystemExit(str(exc)) from None
-
-
-def _assign_request_id() -> None:
-    """Runs before every other before_request (CSRF included), so refusals carry it too."""
-    g.request_started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    # Accept a proxy's id only if it is short and plain ASCII, so it cannot forge log lines.
-    bare = incoming.replace("-", "")
-    plain = 8 <= len(incoming) <= 64 and bare.isascii() and bare.isalnum()
-    g.request_id = incoming if plain else uuid.uuid4().hex
-
-
-def _begin_request() -> Any:
-    plat: Platform = current_app.extensions[EXTENSION_KEY]
-    if request.endpoint in ("health.healthz", "health.readyz"):
-        return None
-    owner = plat.blueprint_owner.get(request.blueprints[-1]) if request.blueprints else "core"
-    if owner is not None and not plat.is_active(owner):
-        abort(404)  # a disabled plugin's routes do not exist
-    plat.run_pending_startups(current_app._get_current_object())  # type: ignore[attr-defined]
-    return None
-
-
-def _finish_request(response):
-    response.headers["X-Request-ID"] = g.get("request_id", "")
-    started = g.get("request_started")
-    access_log.info(
-        "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
-            "client_addr": request.remote_addr,
-        },
-    )
-    return response

@@ -79,9 +79,9 @@ class BastionGroup(click.Group):
                 with app.app_context():
                     plat = platform(app)
                     taken = set(super().list_commands(ctx))
-                    for owner, command in plat.hook_items("register_commands"):
-                        if not isinstance(command, click.Command) or not command.name:
-                            message = "It returned something that is not a named click command."
+                    for owner, command in plat.hook_items("register_commands", click.Command):
+                        if not command.name:
+                            message = "It returned a click command without a name."
                         elif command.name in taken:
                             message = f"Its command {command.name!r} clashes with another one."
                         else:

@@ -9,6 +9,7 @@ from flask_login import current_user
 from werkzeug.routing import BuildError
 
 from bastion.access import has_permission
+from bastion.plugins.contributions import NavItem
 from bastion.runtime import platform
 
 
@@ -17,7 +18,7 @@ def navigation() -> list[dict[str, Any]]:
         return []
     plat = platform()
     entries = []
-    for owner, item in plat.hook_items("navigation_items", user=current_user):
+    for owner, item in plat.hook_items("navigation_items", NavItem, user=current_user):
         if item.permission and not has_permission(current_user, item.permission):
             continue
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context
-from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.config import Settings
 from bastion.plugins import state
@@ -42,14 +41,8 @@ class Platform:
         return self._read_enabled()
 
     def _read_enabled(self) -> frozenset[str]:
-        try:
-            return self.registry.effective_enabled(state.stored_enabled())
-        except SQLAlchemyError:
-            # No schema yet (before `bastion init`) or the database is down: nothing runs.
-            from bastion.db import db
-
-            db.session.rollback()
-            return frozenset()
+        # No schema yet (before `bastion init`) or the database is down: nothing runs.
+        return self.registry.effective_enabled(state.stored_enabled_or_none())
 
     def is_active(self, owner: str) -> bool:
         return owner == CORE or owner in self.enabled_plugins()
@@ -57,8 +50,9 @@ class Platform:
     def hook(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         return self.registry.call(name, self.enabled_plugins(), **kwargs)
 
-    def hook_items(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        return self.registry.call_list(name, self.enabled_plugins(), **kwargs)
+    def hook_items(self, name: str, kind: type, **kwargs: Any) -> list[tuple[str, Any]]:
+        """(plugin, item) pairs of a list hook, keeping only items of ``kind``."""
+        return self.registry.call_list(name, self.enabled_plugins(), kind=kind, **kwargs)
 
     def active_permissions(self) -> frozenset[str]:
         """Permissions defined by the core or an enabled plugin: the only ones that grant."""

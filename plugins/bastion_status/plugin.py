@@ -55,7 +55,7 @@ def report_json():
 
 
 @hookimpl
-def register_blueprints(app: Any) -> list[Blueprint]:
+def register_blueprints() -> list[Blueprint]:
     return [bp]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -112,12 +113,18 @@ def test_lines_outside_a_request_have_no_request_id(logs):
     assert entry["level"] == "WARNING"
 
 
+@pytest.fixture
+def proxied(app, settings, app_for):
+    """A client whose requests come from the trusted reverse proxy (127.0.0.1)."""
+    return app_for(dataclasses.replace(settings, trusted_proxy_count=1)).test_client()
+
+
 @pytest.mark.parametrize(
     "incoming",
     ["0123456789abcdef", "req-2024-01-01-abcdef", "A1B2C3D4-E5F6-4711-8899-AABBCCDDEEFF"],
 )
-def test_a_well_formed_incoming_request_id_is_reused(client, logs, incoming):
-    response = client.get("/login", headers={"X-Request-ID": incoming})
+def test_a_well_formed_request_id_from_the_proxy_is_reused(proxied, logs, incoming):
+    response = proxied.get("/login", headers={"X-Request-ID": incoming})
     assert response.headers["X-Request-ID"] == incoming
     assert any(e["logger"] == "bastion.access_log" for e in lines_for(logs, incoming))
 
@@ -134,12 +141,24 @@ def test_a_well_formed_incoming_request_id_is_reused(client, logs, incoming):
         "ünïcödé-request-id",
     ],
 )
-def test_a_malformed_incoming_request_id_is_replaced(client, logs, incoming):
-    response = client.get("/login", headers={"X-Request-ID": incoming})
+def test_a_malformed_incoming_request_id_is_replaced(proxied, logs, incoming):
+    response = proxied.get("/login", headers={"X-Request-ID": incoming})
     replaced = response.headers["X-Request-ID"]
     assert REQUEST_ID_RE.match(replaced)
     assert lines_for(logs, replaced)
     assert incoming not in logs.text
+
+
+def test_a_request_id_from_anyone_but_a_trusted_proxy_is_ignored(client, proxied):
+    planted = "0123456789abcdef"
+    assert (
+        client.get("/login", headers={"X-Request-ID": planted}).headers["X-Request-ID"] != planted
+    )  # no proxy configured
+    direct = proxied.get(
+        "/login", headers={"X-Request-ID": planted}, environ_base={"REMOTE_ADDR": "198.51.100.4"}
+    )
+    assert direct.headers["X-Request-ID"] != planted
+    assert REQUEST_ID_RE.match(direct.headers["X-Request-ID"])
 
 
 def test_a_refused_form_still_has_a_request_id(client, logs):

@@ -59,6 +59,11 @@ class PluginManifest:
     enabled_by_default: bool = False
 
 
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ContributionError(message)
+
+
 @dataclass(frozen=True)
 class NavItem:
     """An entry of the main navigation."""
@@ -69,6 +74,18 @@ class NavItem:
     #: Shown only to users holding this permission; None: any signed-in user.
     permission: str | None = None
     order: int = 100
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.label, str) and bool(self.label), "A NavItem needs a label.")
+        _require(
+            isinstance(self.endpoint, str) and bool(self.endpoint),
+            f"NavItem {self.label!r} needs an endpoint name.",
+        )
+        _require(type(self.order) is int, f"NavItem {self.label!r}: order must be an integer.")
+        _require(
+            self.permission is None or isinstance(self.permission, str),
+            f"NavItem {self.label!r}: permission must be a name or None.",
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,21 @@ class DashboardWidget:
     permission: str | None = None
     order: int = 100
     wide: bool = False
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.title, str) and bool(self.title), "A widget needs a title.")
+        _require(
+            isinstance(self.template, str) and bool(self.template),
+            f"Widget {self.title!r} needs a template name.",
+        )
+        _require(
+            isinstance(self.context, Mapping), f"Widget {self.title!r}: context must be a mapping."
+        )
+        _require(type(self.order) is int, f"Widget {self.title!r}: order must be an integer.")
+        _require(
+            self.permission is None or isinstance(self.permission, str),
+            f"Widget {self.title!r}: permission must be a name or None.",
+        )
 
 
 @dataclass(frozen=True)

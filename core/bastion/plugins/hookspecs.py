@@ -35,8 +35,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_blueprints(app: Flask) -> list[Blueprint]:
-    """Return the Flask blueprints that hold the plugin's routes."""
+def register_blueprints() -> list[Blueprint]:
+    """Return the Flask blueprints that hold the plugin's routes, under /<plugin>/."""
 
 
 @hookspec

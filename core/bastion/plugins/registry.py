@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import traceback
 from collections import deque
@@ -22,6 +23,12 @@ from bastion.plugins.contributions import PluginManifest
 
 ENTRY_POINT_GROUP = "bastion.plugins"
 CORE = "core"
+# Plugin names become permission prefixes, blueprint names and URL prefixes, so the
+# core's own may not be taken.
+RESERVED_NAMES = frozenset(
+    {CORE, "admin", "api", "assets", "audit", "auth", "health", "home", "static", "login"}
+)
+PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 log = logging.getLogger("bastion.plugins")
 
 
@@ -95,7 +102,16 @@ class PluginRegistry:
             distribution=dist.name if dist else None,
             version=dist.version if dist else None,
         )
-        if ep.name == CORE or ep.name in self.plugins:
+        if ep.name in RESERVED_NAMES or not PLUGIN_NAME.match(ep.name):
+            plugin.error = (
+                f"The name {ep.name!r} is reserved for Bastion's core."
+                if ep.name in RESERVED_NAMES
+                else f"The name {ep.name!r} is not lower-case letters, digits and underscores."
+            )
+            self.record_failure(ep.name, "import", plugin.error)
+            self.plugins.setdefault(ep.name, plugin)
+            return
+        if ep.name in self.plugins:
             plugin.error = f"Another plugin is already installed under the name {ep.name!r}."
             self.record_failure(ep.name, "import", plugin.error)
             self.plugins.setdefault(f"{ep.name} ({ep.value})", plugin)
@@ -214,15 +230,33 @@ class PluginRegistry:
                 results.append((name, result))
         return results
 
+    def checked(
+        self, pairs: list[tuple[str, Any]], kind: type, hook_name: str, registering: bool
+    ) -> list[tuple[str, Any]]:
+        """Keep the pairs whose value is a ``kind``; record the others as failures."""
+        kept = []
+        for name, value in pairs:
+            if isinstance(value, kind):
+                kept.append((name, value))
+            else:
+                message = f"It returned a {type(value).__name__} where a {kind.__name__} belongs."
+                self.fail(name, hook_name, message, None, registering)
+        return kept
+
     def call_list(
         self,
         hook_name: str,
         enabled: frozenset[str] | None,
         *,
         registering: bool = False,
+        kind: type | None = None,
         **kwargs: Any,
     ) -> list[tuple[str, Any]]:
-        """Like :meth:`call` for hooks returning lists: flattened (plugin, item) pairs."""
+        """Like :meth:`call` for hooks returning lists: flattened (plugin, item) pairs.
+
+        With ``kind``, items of any other type are dropped and recorded as failures, so
+        one plugin's malformed item cannot break the page that shows everyone's.
+        """
         items: list[tuple[str, Any]] = []
         for name, result in self.call(hook_name, enabled, registering=registering, **kwargs):
             if not isinstance(result, list | tuple):
@@ -230,7 +264,7 @@ class PluginRegistry:
                 self.fail(name, hook_name, message, None, registering)
                 continue
             items.extend((name, item) for item in result)
-        return items
+        return items if kind is None else self.checked(items, kind, hook_name, registering)
 
     # -- failures --------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from bastion import audit
 from bastion.db import db
@@ -18,6 +19,15 @@ class PluginStateError(ValueError):
 
 def stored_enabled() -> set[str]:
     return set(db.session.scalars(select(PluginState.name).where(PluginState.enabled)))
+
+
+def stored_enabled_or_none() -> set[str]:
+    """Like stored_enabled, but an empty set where there is no schema yet or no database."""
+    try:
+        return stored_enabled()
+    except SQLAlchemyError:
+        db.session.rollback()
+        return set()
 
 
 def _check_names(registry: PluginRegistry, names: Iterable[str]) -> list[str]:

@@ -9,6 +9,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from bastion.access import has_permission, login_required
+from bastion.plugins.contributions import DashboardWidget
 from bastion.runtime import platform
 
 bp = Blueprint("home", __name__)
@@ -20,7 +21,7 @@ log = logging.getLogger("bastion.dashboard")
 def dashboard():
     plat = platform()
     cards = []
-    items = plat.hook_items("dashboard_widgets", user=current_user)
+    items = plat.hook_items("dashboard_widgets", DashboardWidget, user=current_user)
     for owner, widget in sorted(items, key=lambda pair: (pair[1].order, pair[1].title)):
         if widget.permission and not has_permission(current_user, widget.permission):
             continue

@@ -12,7 +12,10 @@ from typing import Any
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-FORWARDED_KEYS = (
+# Headers only a proxy may set; the request id is one too (it ties our log lines to the
+# proxy's), so a client cannot plant ids of its choosing.
+PROXY_HEADER_KEYS = (
+    "HTTP_X_REQUEST_ID",
     "HTTP_X_FORWARDED_FOR",
     "HTTP_X_FORWARDED_PROTO",
     "HTTP_X_FORWARDED_HOST",
@@ -53,6 +56,6 @@ class TrustedProxies:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if self._trusted(environ.get("REMOTE_ADDR", "")):
             return self.fixed(environ, start_response)
-        for key in FORWARDED_KEYS:
+        for key in PROXY_HEADER_KEYS:
             environ.pop(key, None)
         return self.app(environ, start_response)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, g, has_request_context
-from jinja2 import ChoiceLoader, FileSystemLoader
+from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, TemplateNotFound
 from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.db import db
@@ -32,11 +32,33 @@ def active_theme_name() -> str:
     return g._bastion_theme
 
 
-def install_template_loader(app: Flask, plugin_template_dirs: list[str]) -> None:
-    """Active theme, then default theme, then plugin folders, then core and blueprints."""
-    fallback = ChoiceLoader(
-        [FileSystemLoader(plugin_template_dirs), app.jinja_env.loader]  # type: ignore[list-item]
-    )
+class PluginTemplateLoader(BaseLoader):
+    """Serves ``<plugin>/...`` template names from that plugin's folder, and nothing else.
+
+    A plugin can therefore neither replace the core's templates nor another plugin's.
+    """
+
+    def __init__(self, folders: dict[str, str]) -> None:
+        self.loaders = {owner: FileSystemLoader(folder) for owner, folder in folders.items()}
+
+    def get_source(self, environment: Environment, template: str):  # type: ignore[override]
+        loader = self.loaders.get(template.split("/", 1)[0])
+        if loader is None:
+            raise TemplateNotFound(template)
+        return loader.get_source(environment, template)
+
+    def list_templates(self) -> list[str]:
+        return sorted(
+            name
+            for owner, loader in self.loaders.items()
+            for name in loader.list_templates()
+            if name.startswith(f"{owner}/")
+        )
+
+
+def install_template_loader(app: Flask, plugin_folders: dict[str, str]) -> None:
+    """Active theme, then default theme, then the core's templates, then plugins' own."""
+    fallback = ChoiceLoader([app.jinja_env.loader, PluginTemplateLoader(plugin_folders)])  # type: ignore[list-item]
     app.jinja_env.loader = ThemedLoader(platform(app).themes, active_theme_name, fallback)
     # Jinja consults a template's up-to-date check only with auto_reload; the check is
     # what notices a change of theme.
