@@ -52,9 +52,7 @@ def installed_plugins() -> list[PluginInfo]:
     """Every installed plugin with its state, as administrators see it."""
     plat = platform()
     enabled = plat.enabled_plugins()
-    failures: dict[str, int] = {}
-    for failure in plat.registry.failures:
-        failures[failure.plugin] = failures.get(failure.plugin, 0) + 1
+    failures = {name: len(items) for name, items in plat.registry.failures_by_plugin().items()}
     return [
         PluginInfo(name, p.label, p.version, name in enabled, p.error, failures.get(name, 0))
         for name, p in sorted(plat.registry.plugins.items())

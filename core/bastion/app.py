@@ -24,7 +24,7 @@ from bastion.runtime import EXTENSION_KEY, Platform
 from bastion.themes import ThemeRegistry
 from bastion.web import admin, assets, auth, health, home
 from bastion.web.errors import init_error_pages
-from bastion.web.lifecycle import BastionFlask, log_response, run_startups
+from bastion.web.lifecycle import BastionFlask, log_response
 from bastion.web.proxies import TrustedProxies, parse_networks
 from bastion.web.safety import init_security_headers
 
@@ -94,7 +94,6 @@ def create_app(
     with app.app_context():
         register_plugins(app, plat)
 
-    app.before_request(run_startups)
     app.before_request(enforce_route_access)
     app.after_request(log_response)
     init_security_headers(app)

@@ -234,7 +234,10 @@ def serve(app: Flask, host: str, port: int, threads: int) -> None:
             "The database schema is older than this version of Bastion; "
             "run `bastion upgrade` first."
         )
-    settings = app.extensions["bastion"].settings
+    plat = app.extensions["bastion"]
+    settings = plat.settings
+    # Start-ups run before the first request is accepted, not inside someone's request.
+    plat.run_pending_startups(app)
     click.echo(f"Bastion {__version__} serving on http://{host}:{port} (data: {settings.data_dir})")
     # Forwarded headers are judged by the application (bastion.web.proxies), which must
     # see them; without trusted proxies waitress drops them all.

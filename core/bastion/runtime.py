@@ -61,8 +61,8 @@ class Platform:
         )
 
     def run_pending_startups(self, app: Flask) -> None:
-        for name in self.registry.pending_startups(self.enabled_plugins()):
-            self.registry.call("startup", frozenset({name}), app=app)
+        if self.registry.run_startups(self.enabled_plugins(), app) and has_request_context():
+            g.pop("_bastion_enabled", None)  # a failed start-up may have closed a plugin
 
 
 def platform(app: Flask | None = None) -> Platform:

@@ -61,3 +61,28 @@ def test_healthz_stays_up_while_the_database_is_down(unreachable_app):
     response = unreachable_app.test_client().get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
+
+
+def test_probes_answer_for_a_signed_in_browser_while_the_database_is_down(
+    admin_client, app, settings, tmp_path
+):
+    # The same installation (same session key), its database now out of reach.
+    cookie = admin_client.get_cookie("bastion_session").value
+    down = create_app(
+        load_settings(
+            settings.data_dir,
+            environ={},
+            overrides={**FAST_HASHING, "database_url": UNREACHABLE_DATABASE},
+        ),
+        secret_key=app.config["SECRET_KEY"],
+    )
+    try:
+        client = down.test_client()
+        client.set_cookie("bastion_session", cookie)
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json() == {"status": "unavailable"}
+        assert ready.headers["X-Request-ID"]
+    finally:
+        dispose(down)

@@ -38,8 +38,8 @@ def _contributions(
     registry: PluginRegistry, hook: str, kind: type[T], *, many: bool = True
 ) -> list[tuple[str, T]]:
     if many:
-        return registry.call_list(hook, None, registering=True, kind=kind)
-    return registry.checked(registry.call(hook, None, registering=True), kind, hook, True)
+        return registry.call_list(hook, None, strict=True, kind=kind)
+    return registry.checked(registry.call(hook, None, strict=True), kind, hook, True)
 
 
 def _copy(value: Any) -> Any:

@@ -78,9 +78,11 @@ class PluginRegistry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, InstalledPlugin] = {}
-        self.failures: deque[PluginFailure] = deque(maxlen=200)
+        # Recent failures of this process (the log has them all), newest last.
+        self._failures: deque[PluginFailure] = deque(maxlen=200)
         self._started: set[str] = set()
         self._lock = threading.Lock()
+        self._startup_lock = threading.Lock()
 
     # -- discovery -------------------------------------------------------------
 
@@ -184,11 +186,22 @@ class PluginRegistry:
                     changed = True
         return frozenset(enabled)
 
-    def pending_startups(self, enabled: frozenset[str]) -> list[str]:
-        with self._lock:
-            fresh = sorted(enabled - self._started)
-            self._started.update(fresh)
-        return fresh
+    def run_startups(self, enabled: frozenset[str], app: Any) -> list[str]:
+        """Call ``startup`` once per process for each enabled plugin not started yet.
+
+        Other threads wait until it has finished, so no request reaches a half-started
+        plugin; a plugin whose start-up fails is broken in this process. Returns the
+        plugins whose start-up ran in this call.
+        """
+        if not enabled - self._started:
+            return []
+        ran = []
+        with self._startup_lock:
+            for name in sorted(enabled - self._started):
+                self.call("startup", frozenset({name}), strict=True, app=app)
+                self._started.add(name)
+                ran.append(name)
+        return ran
 
     # -- calling hooks ---------------------------------------------------------
 
@@ -197,16 +210,16 @@ class PluginRegistry:
         hook_name: str,
         enabled: frozenset[str] | None,
         *,
-        registering: bool = False,
+        strict: bool = False,
         **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Call a hook on the core and the given plugins (None: every usable plugin).
 
         Each implementation is called on its own so that one plugin's exception is
-        caught, logged with its name and recorded, and the others still answer. While
-        ``registering``, a failure marks the plugin broken: half-registered, it must not
-        be enabled. Returns (plugin name, result) pairs in pluggy's call order, None
-        results left out.
+        caught, logged with its name and recorded, and the others still answer. When
+        ``strict`` (registration, start-up), a failure marks the plugin broken: half set
+        up, it must not run. Returns (plugin name, result) pairs in pluggy's call order,
+        None results left out.
         """
         caller = getattr(self.pm.hook, hook_name)
         expected = set(caller.spec.argnames) if caller.spec else set()
@@ -224,14 +237,14 @@ class PluginRegistry:
             try:
                 result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as exc:
-                self.fail(name, hook_name, f"{type(exc).__name__}: {exc}", exc, registering)
+                self.fail(name, hook_name, f"{type(exc).__name__}: {exc}", exc, strict)
                 continue
             if result is not None:
                 results.append((name, result))
         return results
 
     def checked(
-        self, pairs: list[tuple[str, Any]], kind: type, hook_name: str, registering: bool
+        self, pairs: list[tuple[str, Any]], kind: type, hook_name: str, strict: bool
     ) -> list[tuple[str, Any]]:
         """Keep the pairs whose value is a ``kind``; record the others as failures."""
         kept = []
@@ -240,7 +253,7 @@ class PluginRegistry:
                 kept.append((name, value))
             else:
                 message = f"It returned a {type(value).__name__} where a {kind.__name__} belongs."
-                self.fail(name, hook_name, message, None, registering)
+                self.fail(name, hook_name, message, None, strict)
         return kept
 
     def call_list(
@@ -248,7 +261,7 @@ class PluginRegistry:
         hook_name: str,
         enabled: frozenset[str] | None,
         *,
-        registering: bool = False,
+        strict: bool = False,
         kind: type | None = None,
         **kwargs: Any,
     ) -> list[tuple[str, Any]]:
@@ -258,15 +271,25 @@ class PluginRegistry:
         one plugin's malformed item cannot break the page that shows everyone's.
         """
         items: list[tuple[str, Any]] = []
-        for name, result in self.call(hook_name, enabled, registering=registering, **kwargs):
+        for name, result in self.call(hook_name, enabled, strict=strict, **kwargs):
             if not isinstance(result, list | tuple):
                 message = f"It returned {type(result).__name__}, not a list."
-                self.fail(name, hook_name, message, None, registering)
+                self.fail(name, hook_name, message, None, strict)
                 continue
             items.extend((name, item) for item in result)
-        return items if kind is None else self.checked(items, kind, hook_name, registering)
+        return items if kind is None else self.checked(items, kind, hook_name, strict)
 
     # -- failures --------------------------------------------------------------
+
+    def recent_failures(self) -> list[PluginFailure]:
+        with self._lock:
+            return list(self._failures)
+
+    def failures_by_plugin(self) -> dict[str, list[PluginFailure]]:
+        grouped: dict[str, list[PluginFailure]] = {}
+        for failure in self.recent_failures():
+            grouped.setdefault(failure.plugin, []).append(failure)
+        return grouped
 
     def fail(
         self, plugin: str, stage: str, message: str, exc: BaseException | None, broken: bool
@@ -279,7 +302,8 @@ class PluginRegistry:
     def record_failure(
         self, plugin: str, stage: str, message: str, exc: BaseException | None = None
     ) -> None:
-        self.failures.append(PluginFailure(plugin=plugin, stage=stage, message=message))
+        with self._lock:
+            self._failures.append(PluginFailure(plugin=plugin, stage=stage, message=message))
         log.error(
             "Plugin %s failed in %s: %s",
             plugin,

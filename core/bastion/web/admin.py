@@ -32,9 +32,7 @@ def _plugin_rows() -> list[dict]:
     plat = platform()
     stored = state.stored_enabled()
     effective = plat.enabled_plugins()
-    failures: dict[str, list] = {}
-    for failure in plat.registry.failures:
-        failures.setdefault(failure.plugin, []).append(failure)
+    failures = plat.registry.failures_by_plugin()
     rows = []
     for name, plugin in sorted(plat.registry.plugins.items()):
         needed_by = sorted(

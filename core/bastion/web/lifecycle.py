@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 from werkzeug.exceptions import NotFound
 
 from bastion.runtime import platform
@@ -26,10 +26,13 @@ class BastionFlask(Flask):
 
     def preprocess_request(self) -> Any:
         assign_request_id()
-        if request.endpoint not in PROBES and not _route_owner_active():
-            request.url_rule = None
-            request.view_args = None
-            raise NotFound()
+        if request.endpoint not in PROBES:
+            # Start-ups first: one that fails closes its plugin for this very request.
+            platform().run_pending_startups(self)
+            if not _route_owner_active():
+                request.url_rule = None
+                request.view_args = None
+                raise NotFound()
         return super().preprocess_request()
 
 
@@ -50,12 +53,6 @@ def _route_owner_active() -> bool:
     plat = platform()
     owner = plat.blueprint_owner.get(request.blueprints[-1])
     return owner is not None and plat.is_active(owner)
-
-
-def run_startups() -> None:
-    """before_request: a plugin's start-up hook runs in this process once it is enabled."""
-    if request.endpoint not in PROBES:
-        platform().run_pending_startups(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 def log_response(response: Any) -> Any:

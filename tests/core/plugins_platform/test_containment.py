@@ -8,8 +8,10 @@ the core and the administrator keep working.
 from __future__ import annotations
 
 import sys
+import time
 import types
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -182,7 +184,7 @@ def test_a_malformed_navigation_item_is_dropped_not_fatal(install):
     for path in ("/", "/admin/plugins", "/status/"):
         assert client.get(path).status_code == 200
     assert ">Fine<" in client.get("/").get_data(as_text=True)
-    messages = [f.message for f in platform(app).registry.failures if f.plugin == "sloppy"]
+    messages = [f.message for f in platform(app).registry.recent_failures() if f.plugin == "sloppy"]
     assert "It returned a dict where a NavItem belongs." in messages
 
 
@@ -192,7 +194,7 @@ def test_a_navigation_item_with_a_bad_field_is_refused_where_it_is_made(install)
 
     app = install("odd", enabled_by_default=True, navigation_items=navigation_items)
     assert signed_in(app).get("/").status_code == 200
-    messages = [f.message for f in platform(app).registry.failures if f.plugin == "odd"]
+    messages = [f.message for f in platform(app).registry.recent_failures() if f.plugin == "odd"]
     assert messages == ["ContributionError: NavItem 'Odd': order must be an integer."]
 
 
@@ -222,3 +224,51 @@ def test_an_app_wide_error_handler_is_undone_and_error_pages_still_work(install)
     assert "There is nothing at this address" in response.get_data(as_text=True)
     assert "shout" not in app.jinja_env.filters
     assert app.test_client().get("/api/nothing").mimetype == "application/problem+json"
+
+
+def test_start_up_runs_once_and_before_any_request_reaches_the_plugin(install):
+    started: list[str] = []
+    bp = Blueprint("slow", __name__, url_prefix="/slow")
+
+    @bp.get("/")
+    @login_required
+    def page():
+        return "ready" if started == ["done"] else "not started"
+
+    def startup(app):
+        time.sleep(0.2)  # a slow start-up: concurrent first requests must wait for it
+        started.append("done")
+
+    app = install(
+        "slow", enabled_by_default=True, register_blueprints=lambda: [bp], startup=startup
+    )
+    clients = [signed_in(app) for _ in range(6)]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = list(pool.map(lambda c: c.get("/slow/").get_data(as_text=True), clients))
+    assert answers == ["ready"] * len(clients)
+    assert started == ["done"]
+
+
+def test_a_failed_start_up_leaves_the_plugin_broken_in_that_process(install):
+    bp = Blueprint("fragile", __name__, url_prefix="/fragile")
+
+    @bp.get("/")
+    @login_required
+    def page():
+        return "should not be served"
+
+    def startup(app):
+        raise RuntimeError("the licence server is unreachable")
+
+    app = install(
+        "fragile", enabled_by_default=True, register_blueprints=lambda: [bp], startup=startup
+    )
+    # The very first request of the process is the plugin's own page.
+    assert app.test_client().get("/fragile/").status_code == 404
+    client = signed_in(app)
+    assert client.get("/fragile/").status_code == 404
+    plugin = platform(app).registry.plugins["fragile"]
+    assert plugin.error == "RuntimeError: the licence server is unreachable"
+    assert "the licence server is unreachable" in client.get("/admin/plugins").get_data(
+        as_text=True
+    )
