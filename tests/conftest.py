@@ -127,8 +127,10 @@ def cli(bastion_env: dict[str, str]):
     """Run `bastion ...` in-process against this test's installation."""
     runner = CliRunner()
 
-    def run(*args: str, input: str | None = None):
-        return runner.invoke(bastion_cli, list(args), env=bastion_env, input=input)
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None):
+        return runner.invoke(
+            bastion_cli, list(args), env={**bastion_env, **(env or {})}, input=input
+        )
 
     return run
 

@@ -52,10 +52,19 @@ def requires(permission: str) -> Callable[[View], View]:
 
 
 def rule_for(endpoint: str) -> AccessRule | None:
-    if endpoint == "static" or endpoint.endswith(".static"):
+    if _is_static_files_route(endpoint):
         return AccessRule(signed_in=False)
     view = current_app.view_functions.get(endpoint)
     return getattr(view, ACCESS_ATTR, None)
+
+
+def _is_static_files_route(endpoint: str) -> bool:
+    """Flask's own static-file routes (of the app or a blueprint with a static folder)."""
+    if endpoint == "static":
+        return current_app.has_static_folder
+    owner, _, name = endpoint.rpartition(".")
+    blueprint = current_app.blueprints.get(owner)
+    return name == "static" and blueprint is not None and blueprint.has_static_folder
 
 
 def user_permissions(user: Any) -> frozenset[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import sys
 from functools import update_wrapper
 from typing import Any
@@ -265,60 +266,77 @@ def upgrade(app: Flask) -> None:
 @click.pass_obj
 def check(ctx: Context) -> None:
     """Check configuration, database, schema and secrets; exit non-zero on any problem."""
-    problems: list[str] = []
     try:
         settings = ctx.settings
     except click.ClickException as exc:
         click.echo(f"problem: {exc.message}")
         sys.exit(1)
-    from bastion.keyfiles import permission_problems
+    from bastion.config import unknown_variables
     from bastion.provision import is_initialized
 
     click.echo(f"ok: configuration loaded (data directory {settings.data_dir})")
+    for name in unknown_variables(os.environ):
+        click.echo(f"warning: {name} is not a Bastion setting; check its spelling.")
+    problems: list[str] = []
     if not is_initialized(settings.data_dir):
         problems.append(f"{settings.data_dir} is not initialized; run `bastion init`.")
-    elif not os.access(settings.data_dir, os.W_OK):
-        problems.append(f"{settings.data_dir} is not writable by this user.")
-    secret_problems = permission_problems(settings.secrets_dir)
-    config_file = settings.data_dir / CONFIG_FILE_NAME
-    if config_file.exists() and config_file.stat().st_mode & 0o077:
-        # It may hold the database password.
-        secret_problems.append(
-            f"{config_file} can be read by other users; run `chmod 600 {config_file}`."
-        )
-    problems += secret_problems
-    if not secret_problems:
-        click.echo("ok: secret files are readable only by their owner")
-
-    if not problems:
-        app = ctx.app()
-        from bastion import schema
-        from bastion.db import db
-        from bastion.runtime import platform
-
-        with app.app_context():
-            try:
-                db.session.execute(text("SELECT 1"))
-                click.echo(f"ok: database reachable ({db.engine.dialect.name})")
-                if schema.is_current():
-                    click.echo(f"ok: schema at revision {schema.head_revision()}")
-                else:
-                    problems.append(
-                        "The database schema is not at this version's revision; "
-                        "run `bastion upgrade`."
-                    )
-            except SQLAlchemyError as exc:
-                problems.append(
-                    f"The database is not reachable ({type(exc).__name__}); check "
-                    "BASTION_DATABASE_URL and that the server is running."
-                )
-            for name, plugin in sorted(platform(app).registry.plugins.items()):
-                if plugin.error:
-                    click.echo(f"warning: plugin {name} cannot run: {plugin.error}")
+    else:
+        if not os.access(settings.data_dir, os.W_OK):
+            problems.append(f"{settings.data_dir} is not writable by this user.")
+        problems += _secret_problems(settings)
+        problems += _database_problems(ctx)
     for problem in problems:
         click.echo(f"problem: {problem}")
     if problems:
         sys.exit(1)
+
+
+def _secret_problems(settings: Settings) -> list[str]:
+    from bastion.keyfiles import REQUIRED_SECRETS, permission_problems
+
+    problems = permission_problems(settings.secrets_dir)
+    for name in REQUIRED_SECRETS:
+        if settings.secrets_dir.is_dir() and not (settings.secrets_dir / name).is_file():
+            problems.append(
+                f"The secret file {settings.secrets_dir / name} is missing; restore it from "
+                "a backup (without it, existing sessions and signed data are lost)."
+            )
+    config_file = settings.data_dir / CONFIG_FILE_NAME
+    if config_file.exists() and config_file.stat().st_mode & 0o077:
+        # It may hold the database password.
+        problems.append(f"{config_file} can be read by other users; run `chmod 600 {config_file}`.")
+    if not problems:
+        click.echo("ok: secret files are readable only by their owner")
+    return problems
+
+
+def _database_problems(ctx: Context) -> list[str]:
+    from bastion import schema
+    from bastion.db import db
+    from bastion.runtime import platform
+
+    # A missing session key is reported above; the database can be checked without it.
+    app = ctx.app(secret_key=secrets.token_hex(32))
+    problems = []
+    with app.app_context():
+        try:
+            db.session.execute(text("SELECT 1"))
+            click.echo(f"ok: database reachable ({db.engine.dialect.name})")
+            if schema.is_current():
+                click.echo(f"ok: schema at revision {schema.head_revision()}")
+            else:
+                problems.append(
+                    "The database schema is not at this version's revision; run `bastion upgrade`."
+                )
+        except SQLAlchemyError as exc:
+            problems.append(
+                f"The database is not reachable ({type(exc).__name__}); check "
+                "BASTION_DATABASE_URL and that the server is running."
+            )
+        for name, plugin in sorted(platform(app).registry.plugins.items()):
+            if plugin.error:
+                click.echo(f"warning: plugin {name} cannot run: {plugin.error}")
+    return problems
 
 
 @main.group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -123,6 +124,20 @@ def _validate(settings: Settings) -> Settings:
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1.")
     return settings
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """BASTION_* variables that name no setting: most likely misspelled."""
+    known = {f"{ENV_PREFIX}{f.name.upper()}" for f in dataclasses.fields(Settings)}
+    known.discard(f"{ENV_PREFIX}EXTRA")
+    # The test suite's own variables are not settings of an installation.
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX)
+        and name not in known
+        and not name.startswith("BASTION_TEST_")
+    )
 
 
 def load_settings(

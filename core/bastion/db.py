@@ -21,10 +21,13 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 
 
 def engine_options(url: str) -> dict[str, Any]:
+    # Statement parameters can hold personal data or secrets: keep them out of error
+    # messages, which reach logs and the plugin admin page.
+    common = {"hide_parameters": True}
     if url.startswith("sqlite"):
         # One file shared by waitress' threads; WAL lets readers run beside a writer.
-        return {"connect_args": {"timeout": 15, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+        return {**common, "connect_args": {"timeout": 15, "check_same_thread": False}}
+    return {**common, "pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
 
 
 @event.listens_for(Engine, "connect")

@@ -12,6 +12,8 @@ import stat
 from pathlib import Path
 
 SESSION_KEY = "session.key"
+#: Secret files every initialized data directory must hold.
+REQUIRED_SECRETS = (SESSION_KEY,)
 
 
 class SecretFileError(RuntimeError):

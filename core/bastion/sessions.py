@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import time
 
-from flask import flash, g, request, session
+from flask import flash, request, session
 from sqlalchemy import update
 
 from bastion.db import db
@@ -65,17 +65,21 @@ def session_is_valid(user: User) -> bool:
         _end(row, "idle", now)
     else:
         if now - row.seen_at >= SEEN_RESOLUTION_SECONDS:
-            row.seen_at = now
-            db.session.commit()
-        g._bastion_session_row = row
+            _write(row.id, seen_at=now)
         return True
     flash("Your session has expired. Please sign in again.", "info")
     return False
 
 
+def _write(session_id: str, **values: object) -> None:
+    # On a connection of its own: the user is loaded in the middle of someone's request,
+    # and committing the request's session here would commit its half-done work too.
+    with db.engine.begin() as connection:
+        connection.execute(update(UserSession).where(UserSession.id == session_id).values(**values))
+
+
 def _end(row: UserSession, reason: str, now: int) -> None:
-    row.ended_at, row.end_reason = now, reason
-    db.session.commit()
+    _write(row.id, ended_at=now, end_reason=reason)
 
 
 def end_current_session(reason: str = "sign_out") -> None:

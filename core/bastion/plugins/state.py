@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bastion import audit
@@ -43,6 +45,29 @@ def _check_names(registry: PluginRegistry, names: Iterable[str]) -> list[str]:
     return names
 
 
+def _serialized(change: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    """Serialize changes so two admins cannot break a dependency rule between them.
+
+    PostgreSQL holds a table lock until the change commits (or is refused and rolled
+    back). SQLite serializes writers itself, and a stored state that breaks a rule anyway
+    leaves the dependent plugin waiting (PluginRegistry.effective_enabled), never running
+    without its dependency.
+    """
+
+    @functools.wraps(change)
+    def locked(*args: Any, **kwargs: Any) -> list[str]:
+        if db.session.get_bind().dialect.name == "postgresql":
+            db.session.execute(text("LOCK TABLE plugin_state IN SHARE ROW EXCLUSIVE MODE"))
+        try:
+            return change(*args, **kwargs)
+        except PluginStateError:
+            db.session.rollback()
+            raise
+
+    return locked
+
+
+@_serialized
 def enable(registry: PluginRegistry, names: Iterable[str], actor: str) -> list[str]:
     """Enable plugins (together); refuse broken ones and ones whose dependencies are off."""
     names = _check_names(registry, names)
@@ -72,6 +97,7 @@ def enable(registry: PluginRegistry, names: Iterable[str], actor: str) -> list[s
     return changed
 
 
+@_serialized
 def disable(registry: PluginRegistry, names: Iterable[str], actor: str) -> list[str]:
     """Disable plugins (together); refuse while an enabled plugin outside the set needs one."""
     names = _check_names(registry, names)
@@ -114,19 +140,9 @@ def sync_new_plugins(registry: PluginRegistry) -> list[str]:
     known = set(db.session.scalars(select(PluginState.name)))
     enabled = stored_enabled()
     fresh = [n for n, p in sorted(registry.plugins.items()) if n not in known and p.manifest]
-    wanted = {
-        n
-        for n in fresh
-        if registry.plugins[n].usable and registry.plugins[n].manifest.enabled_by_default
-    }
-    # Only enable what has its dependencies on (or arriving together).
-    changed = True
-    while changed:
-        changed = False
-        for name in list(wanted):
-            if any(d not in enabled | wanted for d in registry.plugins[name].requires):
-                wanted.discard(name)
-                changed = True
+    asking = {n for n in fresh if registry.plugins[n].manifest.enabled_by_default}
+    # Only what can run, its dependencies on (or arriving together).
+    wanted = set(registry.effective_enabled(enabled | asking) & asking)
     for name in fresh:
         db.session.add(PluginState(name=name, enabled=name in wanted, changed_by="system"))
     db.session.commit()

@@ -269,6 +269,13 @@ def test_a_failed_start_up_leaves_the_plugin_broken_in_that_process(install):
     assert client.get("/fragile/").status_code == 404
     plugin = platform(app).registry.plugins["fragile"]
     assert plugin.error == "RuntimeError: the licence server is unreachable"
-    assert "the licence server is unreachable" in client.get("/admin/plugins").get_data(
-        as_text=True
-    )
+    page = client.get("/admin/plugins").get_data(as_text=True)
+    assert "the licence server is unreachable" in page
+    # Broken but still enabled in the database: it can be switched off, never on.
+    assert "/admin/plugins/fragile/disable" in page
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    response = client.post("/admin/plugins/fragile/disable", data={"csrf_token": token})
+    assert response.status_code == 302
+    page = client.get("/admin/plugins").get_data(as_text=True)
+    assert "/admin/plugins/fragile/enable" not in page
+    assert "/admin/plugins/fragile/disable" not in page
