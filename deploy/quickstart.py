@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import venv
@@ -36,7 +37,14 @@ def main() -> int:
         sys.exit("Bastion needs Python 3.11 or newer.")
     if not (BIN / "python").exists():
         print("Creating .venv ...", flush=True)
-        venv.create(VENV, with_pip=True)
+        try:
+            venv.create(VENV, with_pip=True)
+        except (OSError, subprocess.CalledProcessError):
+            shutil.rmtree(VENV, ignore_errors=True)
+            sys.exit(
+                "Python could not create a virtual environment with pip. On Debian or Ubuntu "
+                "install it first: sudo apt-get install python3-venv"
+            )
     print("Installing Bastion into .venv ...", flush=True)
     subprocess.run([BIN / "python", "-m", "pip", "install", "--quiet", "-e", str(ROOT)], check=True)
     env = {**os.environ, "BASTION_DATA_DIR": str(DATA)}

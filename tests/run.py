@@ -34,7 +34,14 @@ def run(*cmd: str | Path, env: dict[str, str] | None = None, check: bool = True)
 
 def install() -> None:
     if not PYTHON.exists():
-        venv.create(VENV, with_pip=True)
+        try:
+            venv.create(VENV, with_pip=True)
+        except (OSError, subprocess.CalledProcessError):
+            shutil.rmtree(VENV, ignore_errors=True)
+            sys.exit(
+                "Python could not create a virtual environment with pip. On Debian or Ubuntu "
+                "install it first: sudo apt-get install python3-venv"
+            )
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
 
@@ -64,6 +71,15 @@ def postgres_reachable() -> bool:
     return run(PYTHON, "-c", code, check=False) == 0
 
 
+def start_local_postgres() -> bool:
+    """Start this machine's PostgreSQL cluster if Debian's tools are here and it is down."""
+    versions = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").is_dir() else []
+    if not versions or not shutil.which("pg_ctlcluster"):
+        return False
+    command = ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", "start"]
+    return run(*command, check=False) == 0
+
+
 def pytest(backend: str, args: list[str]) -> int:
     env = {**os.environ, "BASTION_TEST_DATABASE": backend}
     print(f"\n=== test suite on {backend} ===", flush=True)
@@ -80,7 +96,7 @@ def main() -> int:
     failures = []
     if pytest("sqlite", args) != 0:
         failures.append("sqlite")
-    if postgres_reachable():
+    if postgres_reachable() or (start_local_postgres() and postgres_reachable()):
         if pytest("postgresql", args) != 0:
             failures.append("postgresql")
     elif CI:

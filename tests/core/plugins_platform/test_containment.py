@@ -254,7 +254,7 @@ def test_a_failed_start_up_leaves_the_plugin_broken_in_that_process(install):
 
     @bp.get("/")
     @login_required
-    def page():
+    def fragile_page():
         return "should not be served"
 
     def startup(app):
