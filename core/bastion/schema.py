@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -20,7 +21,9 @@ def _config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest revision this installed version ships (read from disk once)."""
     return ScriptDirectory.from_config(_config()).get_current_head() or ""
 
 
