@@ -136,46 +136,8 @@ def test_hook_register_objects(plugin_app):
         assert "example" not in platform(plugin_app).enabled_plugins()
 
 
-def test_an_object_declared_by_two_plugins_breaks_exactly_one_of_them(
-    third_party, settings, monkeypatch
-):
-    copycat = types.ModuleType("bastion_copycat")
-    copycat.manifest = PluginManifest(label="Copycat")  # type: ignore[attr-defined]
-
-    @hookimpl
-    def register_objects():
-        return [ObjectDefinition("example_things", "Copied thing", "Copied things")]
-
-    copycat.register_objects = register_objects  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bastion_copycat", copycat)
-    entry_points = [
-        *metadata.entry_points(group=ENTRY_POINT_GROUP),
-        metadata.EntryPoint("copycat", "bastion_copycat", ENTRY_POINT_GROUP),
-    ]
-    registry = PluginRegistry(bastion.__version__)
-    registry.discover(entry_points)
-    app = make_app(settings, registry=registry)
-    try:
-        owner = platform(app).objects["example_things"][0]
-        loser = ({"example", "copycat"} - {owner}).pop()
-        assert registry.plugins[owner].usable
-        assert registry.plugins[loser].error == (
-            f"The object 'example_things' is already declared by {owner}."
-        )
-        client = app.test_client()
-        assert sign_in(client).status_code == 302
-        states = admin_states(text(client.get("/admin/plugins")))
-        assert states[loser] == "broken"
-        assert states[owner] != "broken"
-    finally:
-        dispose(app)
-
-
-def test_a_newly_installed_plugin_cannot_take_an_enabled_plugins_object(
-    plugin_app, settings, monkeypatch
-):
-    # "copycat" sorts before "example", so only the enabled-first rule keeps example whole.
-    set_enabled(plugin_app, "example")
+def copycat_registry(monkeypatch) -> PluginRegistry:
+    """The installed plugins plus `copycat`, which declares example's object again."""
     copycat = types.ModuleType("bastion_copycat")
     copycat.manifest = PluginManifest(label="Copycat")  # type: ignore[attr-defined]
 
@@ -192,6 +154,36 @@ def test_a_newly_installed_plugin_cannot_take_an_enabled_plugins_object(
             metadata.EntryPoint("copycat", "bastion_copycat", ENTRY_POINT_GROUP),
         ]
     )
+    return registry
+
+
+def test_an_object_declared_by_two_plugins_breaks_exactly_one_of_them(
+    third_party, settings, monkeypatch
+):
+    registry = copycat_registry(monkeypatch)
+    app = make_app(settings, registry=registry)
+    try:
+        owner = platform(app).objects["example_things"][0]
+        assert owner == "copycat"  # neither is enabled: the plugin name decides
+        assert registry.plugins["copycat"].usable
+        assert registry.plugins["example"].error == (
+            "The object 'example_things' is already declared by copycat."
+        )
+        client = app.test_client()
+        assert sign_in(client).status_code == 302
+        states = admin_states(text(client.get("/admin/plugins")))
+        assert states["example"] == "broken"
+        assert states["copycat"] != "broken"
+    finally:
+        dispose(app)
+
+
+def test_a_newly_installed_plugin_cannot_take_an_enabled_plugins_object(
+    plugin_app, settings, monkeypatch
+):
+    # "copycat" sorts before "example", so only the enabled-first rule keeps example whole.
+    set_enabled(plugin_app, "example")
+    registry = copycat_registry(monkeypatch)
     upgraded = create_app(settings, registry=registry)
     try:
         assert platform(upgraded).objects["example_things"][0] == "example"
