@@ -30,3 +30,4 @@
   document.addEventListener("DOMContentLoaded", function () { initNavToggle(document); });
   document.addEventListener("htmx:load", function (event) { initNavToggle(event.target); });
 })();
+
