@@ -49,10 +49,6 @@ class Settings:
         return self.data_dir / "secrets"
 
     @property
-    def search_dir(self) -> Path:
-        return self.data_dir / "search"
-
-    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.sqlite_path.resolve()}"
 

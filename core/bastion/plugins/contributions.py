@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import click
-
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _PERMISSION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
@@ -242,6 +240,3 @@ class DemoContext:
             if user.role == role:
                 return user
         raise KeyError(f"The demo organization has no user in the role {role!r}.")
-
-
-CommandList = list[click.Command]
