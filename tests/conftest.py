@@ -142,9 +142,11 @@ def csrf_token(client, path: str = "/login") -> str:
     return match.group(1)
 
 
-def sign_in(client, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD):
+def sign_in(client, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD, **fields: str):
+    """Post the sign-in form (with a fresh CSRF token and any extra fields, e.g. next)."""
     token = csrf_token(client)
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    data = {"email": email, "password": password, "csrf_token": token, **fields}
+    return client.post("/login", data=data)
 
 
 @pytest.fixture

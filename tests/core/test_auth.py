@@ -129,16 +129,7 @@ def test_next_leads_back_to_the_page_asked_for(client):
     page = client.get(login_url).get_data(as_text=True)
     next_value = re.search(r'name="next" value="([^"]*)"', page).group(1)
     assert next_value == "/admin/plugins"
-    token = CSRF_RE.search(page).group(1)
-    signed_in = client.post(
-        "/login",
-        data={
-            "email": ADMIN_EMAIL,
-            "password": ADMIN_PASSWORD,
-            "csrf_token": token,
-            "next": next_value,
-        },
-    )
+    signed_in = sign_in(client, next=next_value)
     assert signed_in.status_code == 302
     assert signed_in.headers["Location"] == "/admin/plugins"
 
@@ -160,16 +151,7 @@ def test_next_leads_back_to_the_page_asked_for(client):
     ],
 )
 def test_next_never_leaves_the_site(client, target):
-    token = csrf_token(client)
-    response = client.post(
-        "/login",
-        data={
-            "email": ADMIN_EMAIL,
-            "password": ADMIN_PASSWORD,
-            "csrf_token": token,
-            "next": target,
-        },
-    )
+    response = sign_in(client, next=target)
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
 

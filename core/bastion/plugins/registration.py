@@ -100,13 +100,15 @@ def _register_blueprints(app: Flask, plat: Platform) -> None:
     for owner, blueprint in _contributions(registry, "register_blueprints", Blueprint):
         problem = _blueprint_problem(owner, blueprint) if owner != CORE else None
         if problem:
-            registry.fail(owner, "register_blueprints", problem, None, True)
+            registry.record_failure(owner, "register_blueprints", problem, None, broken=True)
             continue
         before = _app_wide_state(app)
         try:
             app.register_blueprint(blueprint)
         except Exception as exc:  # a name clash with another blueprint
-            registry.fail(owner, "register_blueprints", f"{type(exc).__name__}: {exc}", exc, True)
+            registry.record_failure(
+                owner, "register_blueprints", f"{type(exc).__name__}: {exc}", exc, broken=True
+            )
             continue
         plat.blueprint_owner[blueprint.name] = owner
         if _app_wide_changed(before, _app_wide_state(app)):
@@ -116,7 +118,7 @@ def _register_blueprints(app: Flask, plat: Platform) -> None:
                 "app_errorhandler, app_template_filter, ...), which would run while it is "
                 "disabled."
             )
-            registry.fail(owner, "register_blueprints", message, None, True)
+            registry.record_failure(owner, "register_blueprints", message, None, broken=True)
 
 
 def _register_assets(app: Flask, plat: Platform) -> None:
@@ -125,7 +127,7 @@ def _register_assets(app: Flask, plat: Platform) -> None:
     for owner, assets in _contributions(registry, "register_assets", PluginAssets, many=False):
         if (assets.stylesheets or assets.scripts) and not assets.static:
             message = "It lists stylesheets or scripts but no static folder to serve them from."
-            registry.fail(owner, "register_assets", message, None, True)
+            registry.record_failure(owner, "register_assets", message, None, broken=True)
             continue
         if assets.templates:
             template_folders[owner] = str(assets.templates)
@@ -153,7 +155,7 @@ def _register_permissions(plat: Platform, enabled: set[str]) -> None:
         else:
             plat.permissions[permission.name] = (owner, permission)
             continue
-        registry.fail(owner, "register_permissions", message, None, True)
+        registry.record_failure(owner, "register_permissions", message, None, broken=True)
 
 
 def _register_objects(plat: Platform, enabled: set[str]) -> None:
@@ -164,7 +166,7 @@ def _register_objects(plat: Platform, enabled: set[str]) -> None:
         clash = plat.objects.get(definition.name)
         if clash is not None and clash[0] != owner:
             message = f"The object {definition.name!r} is already declared by {clash[0]}."
-            registry.fail(owner, "register_objects", message, None, True)
+            registry.record_failure(owner, "register_objects", message, None, broken=True)
             continue
         plat.objects[definition.name] = (owner, definition)
 

@@ -66,11 +66,15 @@ class PluginFailure:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+class _Refused(Exception):
+    """A plugin cannot be loaded; the message is the reason shown to administrators."""
+
+
 class PluginRegistry:
     """Holds the installed plugins of one process and calls their hooks safely.
 
-    ``enabled_source`` returns the names whose database row says enabled; the registry
-    narrows that to the plugins that loaded and whose dependencies are enabled too.
+    Callers pass the set of enabled plugins (narrowed by :meth:`effective_enabled` from
+    the database rows); the registry never reads the database itself.
     """
 
     def __init__(self, core_version: str) -> None:
@@ -104,52 +108,63 @@ class PluginRegistry:
             distribution=dist.name if dist else None,
             version=dist.version if dist else None,
         )
-        if ep.name in RESERVED_NAMES or not PLUGIN_NAME.match(ep.name):
-            plugin.error = (
-                f"The name {ep.name!r} is reserved for Bastion's core."
-                if ep.name in RESERVED_NAMES
-                else f"The name {ep.name!r} is not lower-case letters, digits and underscores."
-            )
-            self.record_failure(ep.name, "import", plugin.error)
-            self.plugins.setdefault(ep.name, plugin)
-            return
         if ep.name in self.plugins:
-            plugin.error = f"Another plugin is already installed under the name {ep.name!r}."
-            self.record_failure(ep.name, "import", plugin.error)
+            # Keep the first one; list the second under its own key so it shows up.
             self.plugins.setdefault(f"{ep.name} ({ep.value})", plugin)
-            return
-        self.plugins[ep.name] = plugin
+            refusal = _Refused(f"Another plugin is already installed under the name {ep.name!r}.")
+        else:
+            self.plugins[ep.name] = plugin
+            try:
+                plugin.module = self._load_module(ep, plugin)
+                return
+            except _Refused as exc:
+                refusal = exc
+        plugin.error = str(refusal)
+        self.record_failure(ep.name, "import", plugin.error, refusal.__cause__)
+
+    def _load_module(self, ep: metadata.EntryPoint, plugin: InstalledPlugin) -> ModuleType:
+        """Import and register the plugin's module, or raise _Refused saying why not."""
+        if ep.name in RESERVED_NAMES:
+            raise _Refused(f"The name {ep.name!r} is reserved for Bastion's core.")
+        if not PLUGIN_NAME.match(ep.name):
+            raise _Refused(
+                f"The name {ep.name!r} is not lower-case letters, digits and underscores."
+            )
         try:
             module = ep.load()
         except Exception as exc:
-            plugin.error = f"It failed to import: {type(exc).__name__}: {exc}"
-            self.record_failure(plugin.name, "import", plugin.error, exc)
-            return
+            raise _Refused(f"It failed to import: {type(exc).__name__}: {exc}") from exc
         manifest = getattr(module, "manifest", None)
         if not isinstance(manifest, PluginManifest):
-            plugin.error = "Its module has no `manifest = PluginManifest(...)`."
-            self.record_failure(plugin.name, "import", plugin.error)
-            return
+            raise _Refused("Its module has no `manifest = PluginManifest(...)`.")
         plugin.manifest = manifest
         problem = self._compatibility_problem(manifest)
         if problem:
-            plugin.error = problem
-            self.record_failure(plugin.name, "import", problem)
-            return
+            raise _Refused(problem)
         try:
             self.pm.register(module, name=ep.name)
         except Exception as exc:  # pluggy rejects hooks whose arguments match no specification
-            plugin.error = f"Its hooks are invalid: {exc}"
-            self.record_failure(plugin.name, "import", plugin.error, exc)
-            return
+            raise _Refused(f"Its hooks are invalid: {exc}") from exc
+        callers = self.pm.get_hookcallers(module) or []
         # A misspelled hook would otherwise be accepted and silently never called.
-        unknown = sorted(c.name for c in self.pm.get_hookcallers(module) or [] if c.spec is None)
-        if unknown:
+        unknown = sorted(c.name for c in callers if c.spec is None)
+        # Bastion calls each implementation on its own, so wrappers cannot work.
+        wrappers = sorted(
+            c.name
+            for c in callers
+            for impl in c.get_hookimpls()
+            if impl.plugin is module and (impl.hookwrapper or impl.wrapper)
+        )
+        if unknown or wrappers:
             self.pm.unregister(module)
-            plugin.error = f"It implements {', '.join(unknown)}, which Bastion does not define."
-            self.record_failure(plugin.name, "import", plugin.error)
-            return
-        plugin.module = module
+            if unknown:
+                raise _Refused(
+                    f"It implements {', '.join(unknown)}, which Bastion does not define."
+                )
+            raise _Refused(
+                f"It implements {', '.join(wrappers)} as a wrapper; Bastion hooks take none."
+            )
+        return module
 
     def _compatibility_problem(self, manifest: PluginManifest) -> str | None:
         if not manifest.core_version:
@@ -164,13 +179,6 @@ class PluginRegistry:
                 f"{self.core_version}."
             )
         return None
-
-    def mark_broken(self, name: str, stage: str, message: str, exc: BaseException | None) -> None:
-        """A plugin failed while being registered: it stays installed but cannot run."""
-        plugin = self.plugins.get(name)
-        if plugin is not None and plugin.error is None:
-            plugin.error = message
-        self.record_failure(name, stage, message, exc)
 
     # -- state -----------------------------------------------------------------
 
@@ -237,7 +245,9 @@ class PluginRegistry:
             try:
                 result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as exc:
-                self.fail(name, hook_name, f"{type(exc).__name__}: {exc}", exc, strict)
+                self.record_failure(
+                    name, hook_name, f"{type(exc).__name__}: {exc}", exc, broken=strict
+                )
                 continue
             if result is not None:
                 results.append((name, result))
@@ -253,7 +263,7 @@ class PluginRegistry:
                 kept.append((name, value))
             else:
                 message = f"It returned a {type(value).__name__} where a {kind.__name__} belongs."
-                self.fail(name, hook_name, message, None, strict)
+                self.record_failure(name, hook_name, message, broken=strict)
         return kept
 
     def call_list(
@@ -274,7 +284,7 @@ class PluginRegistry:
         for name, result in self.call(hook_name, enabled, strict=strict, **kwargs):
             if not isinstance(result, list | tuple):
                 message = f"It returned {type(result).__name__}, not a list."
-                self.fail(name, hook_name, message, None, strict)
+                self.record_failure(name, hook_name, message, broken=strict)
                 continue
             items.extend((name, item) for item in result)
         return items if kind is None else self.checked(items, kind, hook_name, strict)
@@ -291,17 +301,23 @@ class PluginRegistry:
             grouped.setdefault(failure.plugin, []).append(failure)
         return grouped
 
-    def fail(
-        self, plugin: str, stage: str, message: str, exc: BaseException | None, broken: bool
-    ) -> None:
-        if broken and plugin != CORE:
-            self.mark_broken(plugin, stage, message, exc)
-        else:
-            self.record_failure(plugin, stage, message, exc)
-
     def record_failure(
-        self, plugin: str, stage: str, message: str, exc: BaseException | None = None
+        self,
+        plugin: str,
+        stage: str,
+        message: str,
+        exc: BaseException | None = None,
+        *,
+        broken: bool = False,
     ) -> None:
+        """Log a plugin's failure with its name and keep it for the admin page.
+
+        ``broken``: the plugin failed while being set up (registration, start-up); it
+        stays installed, with this message as the reason, but cannot run.
+        """
+        installed = self.plugins.get(plugin)
+        if broken and installed is not None and installed.error is None:
+            installed.error = message
         with self._lock:
             self._failures.append(PluginFailure(plugin=plugin, stage=stage, message=message))
         log.error(

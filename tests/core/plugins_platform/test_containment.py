@@ -279,3 +279,19 @@ def test_a_failed_start_up_leaves_the_plugin_broken_in_that_process(install):
     page = client.get("/admin/plugins").get_data(as_text=True)
     assert "/admin/plugins/fragile/enable" not in page
     assert "/admin/plugins/fragile/disable" not in page
+
+
+def test_a_hook_wrapper_makes_the_plugin_broken(monkeypatch):
+    def navigation_items(user):
+        return (yield)
+
+    module = types.ModuleType("bastion_wrapping")
+    module.manifest = PluginManifest(label="Wrapping")  # type: ignore[attr-defined]
+    module.navigation_items = hookimpl(wrapper=True)(navigation_items)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    registry = PluginRegistry(bastion.__version__)
+    registry.discover([metadata.EntryPoint("wrapping", module.__name__, ENTRY_POINT_GROUP)])
+    assert registry.plugins["wrapping"].error == (
+        "It implements navigation_items as a wrapper; Bastion hooks take none."
+    )
+    assert registry.pm.get_plugin("wrapping") is None
