@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import abort, current_app, g, request
+from flask import abort, current_app, g, redirect, request, url_for
 from flask_login import current_user
 
 from bastion.runtime import platform
@@ -104,6 +104,37 @@ def enforce_route_access() -> Any:
         return None
     if not current_user.is_authenticated:
         return current_app.login_manager.unauthorized()
+    gate = account_gate(current_user)
+    if gate is not None and not _allowed_while_gated(endpoint, gate):
+        if request.path.startswith("/api/"):
+            abort(403)
+        return redirect(url_for(gate))
     if rule.permission and not has_permission(current_user, rule.permission):
         abort(403)
     return None
+
+
+def account_gate(user: Any) -> str | None:
+    """The page a signed-in user must complete before anything else, if any.
+
+    An administrator's forced password reset comes first, then MFA enrolment when the
+    user's roles (or the site) require MFA and they have none.
+    """
+    from bastion.mfa_policy import enrolment_required
+
+    if user.must_change_password:
+        return PASSWORD_CHANGE_ENDPOINT
+    if enrolment_required(user):
+        return MFA_ENROL_ENDPOINT
+    return None
+
+
+PASSWORD_CHANGE_ENDPOINT = "password.change"  # noqa: S105  (an endpoint name)
+MFA_ENROL_ENDPOINT = "mfa.enrol"
+#: Reachable whatever the gate: signing out, and the gate's own pages.
+ALWAYS_ALLOWED = frozenset({"auth.logout"})
+
+
+def _allowed_while_gated(endpoint: str, gate: str) -> bool:
+    blueprint = gate.partition(".")[0]
+    return endpoint in ALWAYS_ALLOWED or endpoint.partition(".")[0] == blueprint

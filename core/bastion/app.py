@@ -22,13 +22,41 @@ from bastion.plugins.registration import register_plugins
 from bastion.plugins.registry import PluginRegistry
 from bastion.runtime import EXTENSION_KEY, Platform
 from bastion.themes import ThemeRegistry
-from bastion.web import admin, assets, auth, health, home
+from bastion.web import (
+    account,
+    admin,
+    admin_access,
+    admin_users,
+    api_identity,
+    assets,
+    auth,
+    health,
+    home,
+    mfa,
+    passwords,
+    reauth,
+    tokens,
+)
 from bastion.web.errors import init_error_pages
 from bastion.web.lifecycle import BastionFlask, log_response
 from bastion.web.proxies import TrustedProxies, parse_networks
 from bastion.web.safety import init_security_headers
 
-CORE_BLUEPRINTS = (auth.bp, home.bp, admin.bp, health.bp, assets.bp)
+CORE_BLUEPRINTS = (
+    auth.bp,
+    home.bp,
+    admin.bp,
+    admin_users.bp,
+    admin_access.bp,
+    account.bp,
+    mfa.bp,
+    passwords.bp,
+    reauth.bp,
+    tokens.bp,
+    api_identity.bp,
+    health.bp,
+    assets.bp,
+)
 
 
 def create_app(

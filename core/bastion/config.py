@@ -38,6 +38,22 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     password_min_length: int = 12
+    # Sensitive actions (role changes, MFA reset, exports, tokens) need a sign-in or
+    # re-authentication this recent.
+    reauth_minutes: int = 10
+    # The address users reach Bastion at (https://crm.example.org); links in emails are
+    # built from it, never from a request's Host header.
+    public_url: str = ""
+    # Outgoing mail for password resets and invitations; nothing is sent without smtp_host.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    # starttls, tls (implicit, port 465) or none (only for a relay on this machine)
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    mail_from: str = ""
+    password_reset_minutes: int = 30
+    invitation_hours: int = 72
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -51,6 +67,10 @@ class Settings:
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.sqlite_path.resolve()}"
+
+    @property
+    def mail_enabled(self) -> bool:
+        return bool(self.smtp_host)
 
     @property
     def is_sqlite(self) -> bool:
@@ -102,6 +122,17 @@ def _validate(settings: Settings) -> Settings:
         )
     if settings.password_min_length < 8:
         raise ConfigError("password_min_length cannot be below 8.")
+    if settings.smtp_security not in {"starttls", "tls", "none"}:
+        raise ConfigError(
+            f"smtp_security is {settings.smtp_security!r}; use starttls, tls or none."
+        )
+    if settings.smtp_host and not (settings.public_url and settings.mail_from):
+        raise ConfigError(
+            "smtp_host is set, so public_url (such as https://crm.example.org) and mail_from "
+            "must be set too: emailed links are built from public_url."
+        )
+    if settings.public_url and not settings.public_url.startswith(("https://", "http://")):
+        raise ConfigError(f"public_url {settings.public_url!r} must start with https://.")
     if settings.trusted_proxy_count < 0:
         raise ConfigError("trusted_proxy_count cannot be negative.")
     from bastion.web.proxies import parse_networks
@@ -113,6 +144,10 @@ def _validate(settings: Settings) -> Settings:
     for name in (
         "session_idle_minutes",
         "session_absolute_hours",
+        "reauth_minutes",
+        "password_reset_minutes",
+        "invitation_hours",
+        "smtp_port",
         "argon2_time_cost",
         "argon2_memory_kib",
         "argon2_parallelism",

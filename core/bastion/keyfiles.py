@@ -12,8 +12,10 @@ import stat
 from pathlib import Path
 
 SESSION_KEY = "session.key"
+#: Encrypts credential material such as TOTP secrets (bastion.encryption).
+CREDENTIALS_KEY = "credentials.key"
 #: Secret files every initialized data directory must hold.
-REQUIRED_SECRETS = (SESSION_KEY,)
+REQUIRED_SECRETS = (SESSION_KEY, CREDENTIALS_KEY)
 
 
 class SecretFileError(RuntimeError):

@@ -10,7 +10,7 @@ from flask import Flask
 
 from bastion.db import db
 from bastion.identity import ADMIN_ROLE, create_user, ensure_role
-from bastion.keyfiles import SESSION_KEY, ensure_secrets_dir, write_secret
+from bastion.keyfiles import CREDENTIALS_KEY, SESSION_KEY, ensure_secrets_dir, write_secret
 from bastion.plugins import state
 from bastion.plugins.contributions import DemoContext, DemoUser
 from bastion.runtime import platform
@@ -41,6 +41,7 @@ def prepare_data_dir(data_dir: Path, *, force: bool) -> None:
         shutil.rmtree(data_dir / "search", ignore_errors=True)
     ensure_secrets_dir(data_dir / "secrets")
     write_secret(data_dir / "secrets", SESSION_KEY, replace=force)
+    write_secret(data_dir / "secrets", CREDENTIALS_KEY, replace=force)
 
 
 def reset_database() -> None:

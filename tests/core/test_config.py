@@ -41,14 +41,14 @@ def test_file_in_the_data_dir_is_read(tmp_path):
     write_toml(
         tmp_path,
         'log_level = "DEBUG"\nsession_idle_minutes = 10\nsecure_cookies = "always"\n'
-        'smtp_host = "mail.internal"\n',
+        'crm_region = "north"\n',
     )
     settings = load_settings(tmp_path, environ={})
     assert settings.log_level == "DEBUG"
     assert settings.session_idle_minutes == 10
     assert settings.secure_cookies == "always"
     # Unknown keys are kept for plugins, not rejected.
-    assert settings.extra == {"smtp_host": "mail.internal"}
+    assert settings.extra == {"crm_region": "north"}
 
 
 def test_environment_overrides_the_file(tmp_path):

@@ -26,7 +26,25 @@ CORE = "core"
 # Plugin names become permission prefixes, blueprint names and URL prefixes, so the
 # core's own may not be taken.
 RESERVED_NAMES = frozenset(
-    {CORE, "admin", "api", "assets", "audit", "auth", "health", "home", "static", "login"}
+    {
+        CORE,
+        "account",
+        "admin",
+        "admin_access",
+        "admin_users",
+        "api",
+        "assets",
+        "audit",
+        "auth",
+        "health",
+        "home",
+        "login",
+        "mfa",
+        "password",
+        "reauth",
+        "static",
+        "tokens",
+    }
 )
 PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 log = logging.getLogger("bastion.plugins")
