@@ -78,6 +78,10 @@ def user_permissions(user: Any) -> frozenset[str]:
         granted |= role.permission_names
     active = platform().active_permissions()
     result = active if ALL_PERMISSIONS in granted else frozenset(granted & active)
+    token = g.get("api_token")
+    scopes = g.get("api_token_scopes")
+    if isinstance(scopes, frozenset) and token is not None and token.user_id == user.id:
+        result = result & scopes  # a token never grants more than its scopes
     g._bastion_permissions, g._bastion_permissions_user = result, user.id
     return result
 

@@ -37,6 +37,7 @@ from bastion.web import (
     reauth,
     tokens,
 )
+from bastion.web.api_auth import init_api_auth
 from bastion.web.errors import init_error_pages
 from bastion.web.lifecycle import BastionFlask, log_response
 from bastion.web.proxies import TrustedProxies, parse_networks
@@ -101,6 +102,8 @@ def create_app(
 
     db.init_app(app)
     CSRFProtect(app)
+    # First before_request: bearer tokens on /api/, and the CSRF check for the rest.
+    init_api_auth(app)
     Htmx(app)
     init_login(app)
     app.extensions["bastion.passwords"] = Passwords(settings)

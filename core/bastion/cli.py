@@ -256,6 +256,11 @@ def upgrade(app: Flask) -> None:
 
     before = schema.current_revision()
     schema.upgrade()
+    from bastion.db import db
+    from bastion.default_roles import ensure_default_roles
+
+    ensure_default_roles()  # adds missing default roles; never overwrites edited ones
+    db.session.commit()
     enabled = state.sync_new_plugins(platform(app).registry)
     click.echo(f"Schema: {before or 'empty'} -> {schema.current_revision()}.")
     if enabled:
@@ -291,6 +296,12 @@ def check(ctx: Context) -> None:
         sys.exit(1)
 
 
+SECRET_PURPOSES = {
+    "session.key": "existing sessions and signed links",
+    "credentials.key": "the users' MFA secrets",
+}
+
+
 def _secret_problems(settings: Settings) -> list[str]:
     from bastion.keyfiles import REQUIRED_SECRETS, permission_problems
 
@@ -299,7 +310,8 @@ def _secret_problems(settings: Settings) -> list[str]:
         if settings.secrets_dir.is_dir() and not (settings.secrets_dir / name).is_file():
             problems.append(
                 f"The secret file {settings.secrets_dir / name} is missing; restore it from "
-                "a backup (without it, existing sessions and signed data are lost)."
+                f"a backup (without it, {SECRET_PURPOSES.get(name, 'data it protects')} "
+                "cannot be read), or run `bastion upgrade` if this installation predates it."
             )
     config_file = settings.data_dir / CONFIG_FILE_NAME
     if config_file.exists() and config_file.stat().st_mode & 0o077:
@@ -413,6 +425,10 @@ def _os_user() -> str:
     except (ImportError, KeyError):
         return os.environ.get("USER", "unknown")
 
+
+from bastion.cli_identity import register as _register_identity  # noqa: E402
+
+_register_identity(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

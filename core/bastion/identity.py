@@ -59,7 +59,7 @@ def create_user(
     email = normalize_email(email)
     if find_user_by_email(email) is not None:
         raise IdentityError(f"A user with the email {email} already exists.")
-    passwords.check_policy(password)
+    passwords.check_policy(password, context=(email, name))
     user = User(email=email, name=name.strip(), password_hash=passwords.hash(password))
     user.roles.extend(roles)
     db.session.add(user)

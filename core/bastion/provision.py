@@ -9,8 +9,10 @@ from pathlib import Path
 from flask import Flask
 
 from bastion.db import db
+from bastion.default_roles import DEFAULT_ROLE_SLUGS, default_role, ensure_default_roles
 from bastion.identity import ADMIN_ROLE, create_user, ensure_role
 from bastion.keyfiles import CREDENTIALS_KEY, SESSION_KEY, ensure_secrets_dir, write_secret
+from bastion.models import Team, User
 from bastion.plugins import state
 from bastion.plugins.contributions import DemoContext, DemoUser
 from bastion.runtime import platform
@@ -57,6 +59,8 @@ def initialize(app: Flask, *, admin_email: str, admin_password: str, demo: bool)
     with app.app_context():
         upgrade()
         enabled = state.sync_new_plugins(plat.registry)
+        # Every installation starts with the default roles, not only the demo.
+        ensure_default_roles()
         admin_role = ensure_role(ADMIN_ROLE, "Administrator", ["*"], "Every permission.")
         create_user(
             app.extensions["bastion.passwords"],
@@ -72,14 +76,14 @@ def initialize(app: Flask, *, admin_email: str, admin_password: str, demo: bool)
     return enabled
 
 
-# Role name -> (label, core permissions, description). Plugins add their own
-# permissions to these roles through the load_demo_data hook.
-DEMO_ROLES = {
-    "sales_manager": ("Sales manager", [], "Leads a sales team."),
-    "sales_rep": ("Sales representative", [], "Works leads and opportunities."),
-    "support_agent": ("Support agent", [], "Answers customer cases."),
-    "marketing": ("Marketing", [], "Runs campaigns."),
-    "auditor": ("Auditor", ["audit.view"], "Reads the audit trail and system state."),
+# The demo uses the default roles (bastion.default_roles); plugins add their own
+# permissions to them through the load_demo_data hook.
+DEMO_ROLES = tuple(slug for slug in DEFAULT_ROLE_SLUGS if slug != ADMIN_ROLE)
+# Team name -> (parent team, manager's email, members' emails): scopes become visible.
+DEMO_TEAMS = {
+    "Sales": (None, "maria.manager@example.com", ("maria.manager@example.com",)),
+    "Sales North": ("Sales", None, ("sam.sales@example.com",)),
+    "Support": (None, None, ("sofia.support@example.com",)),
 }
 DEMO_USERS = (
     DemoUser("maria.manager@example.com", "Maria Manager", "sales_manager"),
@@ -93,26 +97,39 @@ DEMO_USERS = (
 def load_demo(app: Flask, password: str) -> None:
     """Users in several roles, then each enabled plugin's demo records."""
     passwords = app.extensions["bastion.passwords"]
-    roles = {
-        name: ensure_role(name, label, perms, description)
-        for name, (label, perms, description) in DEMO_ROLES.items()
-    }
+    ensure_default_roles()
+    roles = {name: ensure_role(name, default_role(name).label) for name in DEMO_ROLES}
+    created = {}
     for user in DEMO_USERS:
-        create_user(
+        created[user.email] = create_user(
             passwords,
             email=user.email,
             password=password,
             name=user.name,
             roles=[roles[user.role]],
         )
+    db.session.flush()
+    _load_demo_teams(created)
     db.session.commit()
 
     def grant(role: str, *permissions: str) -> None:
         if role not in roles:
             raise KeyError(f"The demo organization has no role {role!r}.")
-        ensure_role(role, DEMO_ROLES[role][0], permissions)
+        ensure_role(role, default_role(role).label, permissions)
 
-    demo = DemoContext(roles=tuple(DEMO_ROLES), users=DEMO_USERS, grant=grant)
+    demo = DemoContext(roles=DEMO_ROLES, users=DEMO_USERS, grant=grant)
     plat = platform(app)
     plat.hook("load_demo_data", app=app, demo=demo)
     db.session.commit()
+
+
+def _load_demo_teams(users: dict[str, User]) -> None:
+    teams: dict[str, Team] = {}
+    for name, (parent, manager, members) in DEMO_TEAMS.items():
+        team = Team(name=name, parent=teams.get(parent) if parent else None)
+        team.manager_id = users[manager].id if manager else None
+        db.session.add(team)
+        db.session.flush()
+        teams[name] = team
+        for email in members:
+            users[email].team_id = team.id

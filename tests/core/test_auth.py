@@ -16,7 +16,7 @@ from bastion.web.auth import SIGN_IN_FAILED
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CSRF_RE, csrf_token, sign_in
 
 CLERK_EMAIL = "clerk@example.com"
-CLERK_PASSWORD = "a clerk's long password"
+CLERK_PASSWORD = "a long password for the filing cabinet"
 
 
 def add_user(app, email: str, password: str, *, active: bool = True) -> None:

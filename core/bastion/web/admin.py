@@ -17,6 +17,10 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 ADMIN_SECTIONS = (
     ("admin.plugins", "admin.plugins", "Plugins", "Enable and disable modules."),
     ("admin.settings", "admin.appearance", "Appearance", "Choose the theme."),
+    ("admin.users", "admin_users.users", "Users", "Accounts, roles, teams and sign-in security."),
+    ("admin.users", "admin_users.teams", "Teams", "Teams, managers and sub-teams."),
+    ("admin.roles", "admin_users.security", "Security", "Require MFA for everyone or per role."),
+    ("admin.roles", "admin_access.roles", "Roles", "Permissions, record scope and field security."),
 )
 
 

@@ -58,14 +58,16 @@ def _route_owner_active() -> bool:
 def log_response(response: Any) -> Any:
     response.headers["X-Request-ID"] = g.get("request_id", "")
     started = g.get("request_started")
+    # A view may set g.log_path to keep a secret in its path (a reset link) out of logs.
+    path = g.get("log_path") or request.path
     access_log.info(
         "%s %s %s",
         request.method,
-        request.path,
+        path,
         response.status_code,
         extra={
             "method": request.method,
-            "path": request.path,
+            "path": path,
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
             "client_addr": request.remote_addr,
