@@ -22,7 +22,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 
-from bastion import audit, mfa_policy
+from bastion import audit, authz, mfa_policy
 from bastion.db import db
 from bastion.identity import ADMIN_ROLE, IdentityError, find_user_by_email, normalize_email
 from bastion.models import ApiToken, Role, Team, User, UserSession, utcnow
@@ -144,26 +144,53 @@ def _is_actor(user: User, actor: str) -> bool:
 
 
 def _check_grantable(roles: Iterable[Role], granted_by: User | None) -> None:
-    """An administrator of users may hand out only roles whose permissions they hold.
+    """An administrator of users may hand out only what they hold themselves.
 
+    That is every capability of the role and, for each object, every action the role
+    allows with a record scope no wider than their own (:func:`authz.beyond_actor`).
     Without this, someone trusted to manage users but not roles could give themselves or
-    an accomplice the administrator role. ``granted_by`` None is the operator at the
-    command line, who already holds the server.
+    an accomplice the administrator role, or a default role such as sales_manager that
+    has no capabilities but reads every record. ``granted_by`` None is the operator at
+    the command line, who already holds the server.
     """
     if granted_by is None:
         return
-    held: set[str] = set()
-    for role in granted_by.roles:
-        held |= role.permission_names
-    if "*" in held:
-        return
     for role in roles:
-        missing = role.permission_names - held
-        if missing:
+        problems = authz.beyond_actor(granted_by, role)
+        if problems:
             raise AccountError(
                 f"You cannot assign or remove the role {role.label} ({role.name}): it grants "
-                f"permissions you do not hold ({', '.join(sorted(missing))})."
+                f"permissions you do not hold yourself ({'; '.join(problems)}). Ask an "
+                "administrator to make this change."
             )
+
+
+def _check_own_reach(granted_by: User | None, team: Team | None, what: str) -> None:
+    """Refuse a team change that would widen the acting user's own record scope.
+
+    Team and team-tree scopes reach the records of the members of the actor's team and of
+    the teams they manage (and, for team_tree, their sub-teams). Only holders of "*" (and
+    the operator at the command line, ``granted_by`` None) may change that reach.
+    """
+    if granted_by is None or team is None or authz.unrestricted(granted_by):
+        return
+    if team.id in authz.user_team_ids(granted_by, with_sub_teams=True):
+        raise AccountError(
+            f"You cannot {what}: {team.name} is a team you belong to or manage (or one of "
+            "its sub-teams), so it would widen the records you can reach yourself. "
+            "Ask an administrator to make this change."
+        )
+
+
+def _check_not_self_manager(granted_by: User | None, manager: User | None) -> None:
+    """Managing a team widens one's own team scope: only "*" holders may do it to themselves."""
+    if granted_by is None or manager is None or manager.id != granted_by.id:
+        return
+    if not authz.unrestricted(granted_by):
+        raise AccountError(
+            "You cannot make yourself the manager of a team: it would widen the records you "
+            "can reach. Ask an administrator to make this change."
+        )
 
 
 def _active_admin_ids() -> set[int]:
@@ -357,14 +384,43 @@ def set_roles(
     return True
 
 
+def _check_team_move(user: User, team: Team | None, granted_by: User | None) -> None:
+    if granted_by is None or team is None or authz.unrestricted(granted_by):
+        return
+    if user.id == granted_by.id:
+        raise AccountError(
+            "You cannot put yourself into a team: it would widen the records you can reach. "
+            "Ask an administrator to make this change."
+        )
+    _check_own_reach(granted_by, team, f"move {user.email} into {team.name}")
+
+
+def check_team_change(user: User, team_name: str | None, *, granted_by: User | None) -> None:
+    """Raise AccountError if :func:`set_team` would refuse; writes nothing.
+
+    The user page saves roles and team together: this refuses the team before the roles
+    are written.
+    """
+    team = _optional_team(team_name)
+    if user.team_id != (team.id if team else None):
+        _check_team_move(user, team, granted_by)
+
+
 @_rollback_on_error
-def set_team(user: User, team_name: str | None, *, actor: str) -> bool:
-    """Move a user to a team (None: no team); their record scope changes, so sessions rotate."""
+def set_team(
+    user: User, team_name: str | None, *, actor: str, granted_by: User | None = None
+) -> bool:
+    """Move a user to a team (None: no team); their record scope changes, so sessions rotate.
+
+    ``granted_by`` is the administrator acting in the web UI: unless they hold "*", they
+    may not move themselves into a team, nor anyone into a team within their own reach.
+    """
     team = _optional_team(team_name)
     before = user.team.name if user.team else None
     after = team.name if team else None
     if user.team_id == (team.id if team else None):
         return False
+    _check_team_move(user, team, granted_by)
     user.team = team
     audit.record(
         "user.team",
@@ -461,11 +517,19 @@ def _check_no_cycle(team: Team, parent: Team | None) -> None:
 
 @_rollback_on_error
 def create_team(
-    name: str, *, manager_email: str | None = None, parent_name: str | None = None, actor: str
+    name: str,
+    *,
+    manager_email: str | None = None,
+    parent_name: str | None = None,
+    actor: str,
+    granted_by: User | None = None,
 ) -> Team:
+    """A new team; ``granted_by`` (the web UI's actor) may not widen their own reach."""
     name = _team_name(name)
     manager = _manager(manager_email)
     parent = _optional_team(parent_name)
+    _check_not_self_manager(granted_by, manager)
+    _check_own_reach(granted_by, parent, f"create a team under {parent.name if parent else ''}")
     team = Team(name=name, manager=manager, parent=parent)
     db.session.add(team)
     db.session.flush()
@@ -486,13 +550,30 @@ def create_team(
 
 @_rollback_on_error
 def update_team(
-    team: Team, *, name: str, manager_email: str | None, parent_name: str | None, actor: str
+    team: Team,
+    *,
+    name: str,
+    manager_email: str | None,
+    parent_name: str | None,
+    actor: str,
+    granted_by: User | None = None,
 ) -> bool:
-    """Rename a team, change its manager or parent; returns whether anything changed."""
+    """Rename a team, change its manager or parent; returns whether anything changed.
+
+    ``granted_by`` (the web UI's actor) may not make themselves the manager, give a team
+    within their own reach a new manager, or move a team under one within their reach.
+    """
     name = _team_name(name, current=team)
     manager = _manager(manager_email)
     parent = _optional_team(parent_name)
     _check_no_cycle(team, parent)
+    if manager is not team.manager:
+        _check_not_self_manager(granted_by, manager)
+        _check_own_reach(granted_by, team, f"change the manager of {team.name}")
+    if parent is not team.parent:
+        _check_own_reach(
+            granted_by, parent, f"move {team.name} under {parent.name if parent else ''}"
+        )
     before = {
         "name": team.name,
         "manager": team.manager.email if team.manager else None,

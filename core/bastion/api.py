@@ -30,6 +30,7 @@ from bastion.plugins.contributions import (
     PluginManifest,
 )
 from bastion.plugins.hookspecs import hookimpl
+from bastion.reauth import recent_auth_required
 from bastion.runtime import platform
 
 
@@ -92,6 +93,7 @@ __all__ = [
     "installed_plugins",
     "login_required",
     "public",
+    "recent_auth_required",
     "redirect",
     "render_template",
     "request",

@@ -40,6 +40,7 @@ from bastion.web import (
 from bastion.web.api_auth import init_api_auth
 from bastion.web.errors import init_error_pages
 from bastion.web.lifecycle import BastionFlask, log_response
+from bastion.web.params import BoundedIntConverter
 from bastion.web.proxies import TrustedProxies, parse_networks
 from bastion.web.safety import init_security_headers
 
@@ -76,6 +77,7 @@ def create_app(
     configure_logging(settings.log_level)
 
     app = BastionFlask("bastion", static_url_path="/static/core")
+    app.url_map.converters["int"] = BoundedIntConverter
     app.config.update(
         SECRET_KEY=secret_key or _session_key(settings),
         SQLALCHEMY_DATABASE_URI=settings.effective_database_url,

@@ -478,19 +478,75 @@ def users_with_role(role_id: int) -> list[int]:
     )
 
 
+# --------------------------------------------------------------------------- delegation
+
+
+def held_capabilities(user: Any) -> set[str]:
+    """The capabilities the user's roles carry, as stored ("*" included)."""
+    held: set[str] = set()
+    for role in getattr(user, "roles", ()):
+        held |= role.permission_names
+    return held
+
+
+def unrestricted(user: Any) -> bool:
+    """Holders of the "*" capability (administrators) may grant and act on anything."""
+    return "*" in held_capabilities(user)
+
+
+def beyond_actor(actor: Any, role: Role) -> list[str]:
+    """What ``role`` grants that ``actor`` does not hold, one phrase each; empty: within.
+
+    An actor may only grant, or act on, what they hold themselves: every capability of
+    the role, and for every object every action the role allows with a record scope no
+    wider than the actor's own (:func:`object_decision`). The objects checked are the
+    role's rules, the actor's rules and "*" (every other object), so that a role's "*"
+    rule is also compared with the actor's narrower rule for a named object.
+    """
+    if unrestricted(actor):
+        return []
+    problems: list[str] = []
+    missing = role.permission_names - held_capabilities(actor)
+    if missing:
+        problems.append(f"the capabilities {', '.join(sorted(missing))}")
+    names = {EVERY_OBJECT} | {r.object_name for r in role.object_rules}
+    for actor_role in getattr(actor, "roles", ()):
+        names |= {r.object_name for r in actor_role.object_rules}
+    for name in sorted(names):
+        rule = rule_for(role, name)
+        if rule is None:
+            continue
+        wider = []
+        for action in OBJECT_ACTIONS:
+            if not rule.allows(action):
+                continue
+            own = object_decision(actor, name, action)
+            if not own.allowed or _scope_rank(own.scope or "") < _scope_rank(rule.scope):
+                wider.append(action)
+        if wider:
+            problems.append(
+                f"{', '.join(wider)} on {_object_label(name)} with scope "
+                f"{SCOPE_LABELS.get(rule.scope, rule.scope)}"
+            )
+    return problems
+
+
 __all__ = [
     "EVERY_OBJECT",
     "Decision",
+    "beyond_actor",
     "editable_fields",
     "explain",
     "field_access",
     "forget_cached",
+    "held_capabilities",
     "object_decision",
     "owner_ids_for_scope",
     "reachable_owner_ids",
     "readable_fields",
     "record_decision",
     "rule_for",
+    "unrestricted",
     "user_team_ids",
     "users_with_role",
 ]

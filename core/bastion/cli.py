@@ -259,12 +259,37 @@ def upgrade(app: Flask) -> None:
     from bastion.db import db
     from bastion.default_roles import ensure_default_roles
 
+    _ensure_credentials_key(platform(app).settings)
     ensure_default_roles()  # adds missing default roles; never overwrites edited ones
     db.session.commit()
     enabled = state.sync_new_plugins(platform(app).registry)
     click.echo(f"Schema: {before or 'empty'} -> {schema.current_revision()}.")
     if enabled:
         click.echo(f"Enabled new plugins: {', '.join(enabled)}.")
+
+
+def _ensure_credentials_key(settings: Settings) -> None:
+    """Installations older than MFA have no credentials key yet: create it.
+
+    A missing key with MFA secrets in the database means the key was lost; a new one
+    would not decrypt them, so that is refused instead.
+    """
+    from sqlalchemy import func, select
+
+    from bastion.db import db
+    from bastion.keyfiles import CREDENTIALS_KEY, write_secret
+    from bastion.models import User
+
+    if (settings.secrets_dir / CREDENTIALS_KEY).exists():
+        return
+    enrolled = db.session.scalar(select(func.count()).where(User.mfa_secret.is_not(None)))
+    if enrolled:
+        raise click.ClickException(
+            f"The key file {settings.secrets_dir / CREDENTIALS_KEY} is missing but "
+            f"{enrolled} users have MFA secrets encrypted with it; restore it from a backup."
+        )
+    write_secret(settings.secrets_dir, CREDENTIALS_KEY)
+    click.echo(f"Created {settings.secrets_dir / CREDENTIALS_KEY}.")
 
 
 @main.command()

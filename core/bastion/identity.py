@@ -77,7 +77,7 @@ def init_login(app: Flask) -> None:
 
     @manager.user_loader
     def load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
+        if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 12:
             return None
         user = db.session.get(User, int(user_id))
         if user is None or not user.active or not session_is_valid(user):

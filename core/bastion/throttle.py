@@ -169,7 +169,8 @@ def reserve(key: str, policy: Policy) -> bool:
 
 
 def is_blocked(key: str) -> bool:
-    """Check-then-count (MFA codes): is the key waiting out a delay right now?"""
+    """Is the key waiting out a delay right now? Only to choose an answer: a check
+    followed by :func:`record_failure` is not atomic, so limits use :func:`reserve`."""
     with db.engine.connect() as connection:
         blocked_until = connection.scalar(
             select(AuthThrottle.blocked_until).where(AuthThrottle.key == key)
@@ -178,7 +179,8 @@ def is_blocked(key: str) -> bool:
 
 
 def record_failure(key: str, policy: Policy) -> None:
-    """Count a failure after the fact (MFA codes), growing the key's delay."""
+    """Count a failure after the fact, growing the key's delay (not a limit by itself:
+    racing requests all get past a check made before it; use :func:`reserve`)."""
     at = now()
     failures = _next_failures(at)
     with db.engine.begin() as connection:

@@ -34,6 +34,7 @@ from bastion.models import (
 from bastion.plugins.registry import CORE
 from bastion.reauth import recent_auth_required
 from bastion.runtime import platform
+from bastion.web.params import bounded_int
 
 bp = Blueprint("admin_access", __name__, url_prefix="/admin")
 
@@ -463,6 +464,31 @@ def _apply(role: Role, submitted: dict[str, Any]) -> None:
             rule.access = access
 
 
+def _may_not_edit(role: Role) -> str | None:
+    """Why the current user may not change ``role`` at all, or None.
+
+    Only holders of "*" may touch the administrator role or a role they are a member of
+    (editing one's own role is granting oneself), or a role that already grants more than
+    they hold themselves.
+    """
+    if authz.unrestricted(current_user):
+        return None
+    if role.name == ADMIN_ROLE:
+        return "Only administrators may change the administrator role."
+    if any(own.id == role.id for own in current_user.roles):
+        return (
+            f"You are a member of {role.label}, so you cannot change it yourself: that would "
+            "change your own rights. Ask an administrator."
+        )
+    problems = authz.beyond_actor(current_user, role)
+    if problems:
+        return (
+            f"{role.label} grants permissions you do not hold yourself "
+            f"({'; '.join(problems)}), so you cannot change it. Ask an administrator."
+        )
+    return None
+
+
 def _rotate_members(role: Role) -> list[int]:
     member_ids = authz.users_with_role(role.id)
     for user_id in member_ids:
@@ -475,6 +501,9 @@ def _rotate_members(role: Role) -> list[int]:
 @recent_auth_required
 def role_save(slug: str):
     role = _role_or_404(slug)
+    refused = _may_not_edit(role)
+    if refused:
+        return _render_role(role, errors=[refused], status=403)
     try:
         submitted = _parse_form(role)
     except FormError as exc:
@@ -483,6 +512,19 @@ def role_save(slug: str):
     before = snapshot(role)
     _apply(role, submitted)
     db.session.flush()
+    problems = authz.beyond_actor(current_user, role)
+    if problems:
+        # Only what one holds may be granted: "*", other capabilities, wider rules.
+        db.session.rollback()
+        return _render_role(
+            role,
+            errors=[
+                "You can only grant what you hold yourself; nothing was saved. Untick "
+                f"{'; '.join(problems)}, or ask an administrator."
+            ],
+            submitted=submitted,
+            status=403,
+        )
     after = snapshot(role)
     changes = diff(before, after)
     if not changes:
@@ -507,6 +549,9 @@ def role_save(slug: str):
 @recent_auth_required
 def role_delete(slug: str):
     role = _role_or_404(slug)
+    refused = _may_not_edit(role)
+    if refused and role.name not in DEFAULT_ROLE_SLUGS:
+        return _render_role(role, errors=[refused], status=403)
     if role.name in DEFAULT_ROLE_SLUGS:
         what = (
             "The administrator role cannot be deleted: it is how administrators keep access."
@@ -559,7 +604,7 @@ def user_access(user_id: int):
     error = None
     lines: list[authz.Decision] = []
     if query["object"]:
-        owner_id = int(query["owner"]) if query["owner"].isdigit() else None
+        owner_id = bounded_int(query["owner"])
         if not OBJECT_NAME_RE.match(query["object"]):
             error = "Choose an object from the list."
         elif query["action"] not in OBJECT_ACTIONS:

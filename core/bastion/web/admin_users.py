@@ -1,8 +1,9 @@
 """Users and teams, and the MFA requirement, for administrators.
 
 Every change goes through :mod:`bastion.accounts`, the same service the CLI uses. Role
-and team changes and MFA resets need a recent re-authentication; each is its own POST so
-the decorator guards exactly the sensitive action.
+and team changes, forced password resets and MFA resets need a recent re-authentication;
+each is its own POST so the decorator guards exactly the sensitive action. Only holders of
+"*" may act on an account holding capabilities they lack.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 from werkzeug.routing import BuildError
 
-from bastion import accounts, mfa_policy
+from bastion import accounts, authz, mfa_policy
 from bastion.access import requires
 from bastion.accounts import AccountError
 from bastion.db import db
 from bastion.models import Role, Team, User
 from bastion.reauth import recent_auth_required
 from bastion.runtime import platform
+from bastion.web.params import bounded_int
 
 bp = Blueprint("admin_users", __name__, url_prefix="/admin")
 PAGE_SIZE = 50
@@ -56,6 +58,33 @@ def _user_or_404(user_id: int) -> User:
     if user is None:
         abort(404)
     return user
+
+
+def _beyond_me(user: User) -> str | None:
+    """Why the current user may not act on ``user``, or None.
+
+    Someone who is not an administrator ("*") may not act on an account that holds
+    capabilities they lack: resetting an administrator's MFA or password, or disabling
+    them, would let a user manager weaken or take over a more powerful account.
+    """
+    if authz.unrestricted(current_user):
+        return None
+    missing = authz.held_capabilities(user) - authz.held_capabilities(current_user)
+    if not missing:
+        return None
+    return (
+        f"You cannot change the account of {user.email}: it holds permissions you do not "
+        f"hold yourself ({', '.join(sorted(missing))}). Ask an administrator to do it."
+    )
+
+
+def _refuse_beyond_me(user: User):
+    """The user page with a 403 and the reason, when the current user may not act on them."""
+    reason = _beyond_me(user)
+    if reason is None:
+        return None
+    flash(reason, "error")
+    return _render_user(user, 403)
 
 
 def _team_or_404(team_id: int) -> Team:
@@ -94,7 +123,7 @@ def users():
     if status not in STATUSES:
         status = "all"
     page = request.args.get("page", "1")
-    page_number = int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
+    page_number = bounded_int(page, minimum=1, maximum=100_000) or 1
     query = select(User)
     if text:
         pattern = f"%{text.lower()}%"
@@ -234,14 +263,16 @@ def update_user(user_id: int):
 @recent_auth_required
 def update_roles(user_id: int):
     user = _user_or_404(user_id)
+    if (refused := _refuse_beyond_me(user)) is not None:
+        return refused
     team_name = request.form.get("team") or None
     try:
-        if team_name:
-            accounts.find_team(team_name)  # refuse an unknown team before the roles change
+        # Refuse an unknown or forbidden team before the roles change.
+        accounts.check_team_change(user, team_name, granted_by=current_user)
         roles_changed = accounts.set_roles(
             user, request.form.getlist("roles"), actor=_actor(), granted_by=current_user
         )
-        team_changed = accounts.set_team(user, team_name, actor=_actor())
+        team_changed = accounts.set_team(user, team_name, actor=_actor(), granted_by=current_user)
     except AccountError as exc:
         flash(str(exc), "error")
         return _render_user(user, 422)
@@ -260,6 +291,8 @@ def update_roles(user_id: int):
 @requires("admin.users")
 def set_status(user_id: int):
     user = _user_or_404(user_id)
+    if (refused := _refuse_beyond_me(user)) is not None:
+        return refused
     action = request.form.get("action")
     if action not in {"enable", "disable"}:
         flash("Choose to enable or disable the account.", "error")
@@ -278,14 +311,26 @@ def set_status(user_id: int):
 
 @bp.post("/users/<int:user_id>/password-reset")
 @requires("admin.users")
+@recent_auth_required
 def force_password_reset(user_id: int):
     from bastion.credentials import force_password_reset as force_reset
 
     user = _user_or_404(user_id)
+    if (refused := _refuse_beyond_me(user)) is not None:
+        return refused
     handover = force_reset(user, actor=_actor())
     if handover and user.id != current_user.id:
-        # Mail is on but the reset link could not be sent: shown here once, never stored.
-        return render_template("admin/users_reset_link.html", user=user, link=handover)
+        if authz.unrestricted(current_user):
+            # Mail is on but the reset link could not be sent: shown once, never stored.
+            return render_template("admin/users_reset_link.html", user=user, link=handover)
+        # Whoever holds the link can take the account over: only administrators see it.
+        flash(
+            f"{user.email} must choose a new password at their next sign-in and has been "
+            "signed out everywhere, but the reset link could not be emailed. Ask an "
+            "administrator to force the reset again and hand the link over.",
+            "warning",
+        )
+        return redirect(url_for("admin_users.user", user_id=user.id))
     flash(
         f"{user.email} must choose a new password at their next sign-in and has been signed "
         "out everywhere.",
@@ -303,6 +348,8 @@ def reset_mfa(user_id: int):
     from bastion.mfa import reset_mfa as reset
 
     user = _user_or_404(user_id)
+    if (refused := _refuse_beyond_me(user)) is not None:
+        return refused
     if not user.mfa_enabled:
         flash(f"{user.email} has no MFA to reset.", "info")
         return redirect(url_for("admin_users.user", user_id=user.id))
@@ -324,6 +371,8 @@ def reset_mfa(user_id: int):
 @requires("admin.users")
 def sign_out_everywhere(user_id: int):
     user = _user_or_404(user_id)
+    if (refused := _refuse_beyond_me(user)) is not None:
+        return refused
     ended = accounts.sign_out_everywhere(user, actor=_actor())
     flash(
         f"Ended {ended} session{'s' if ended != 1 else ''} of {user.email}.",
@@ -367,6 +416,7 @@ def teams():
 
 @bp.post("/teams")
 @requires("admin.users")
+@recent_auth_required
 def create_team():
     form = request.form
     try:
@@ -375,6 +425,7 @@ def create_team():
             manager_email=form.get("manager") or None,
             parent_name=form.get("parent") or None,
             actor=_actor(),
+            granted_by=current_user,
         )
     except AccountError as exc:
         flash(str(exc), "error")
@@ -413,6 +464,7 @@ def team(team_id: int):
 
 @bp.post("/teams/<int:team_id>")
 @requires("admin.users")
+@recent_auth_required
 def update_team(team_id: int):
     team = _team_or_404(team_id)
     form = request.form
@@ -423,6 +475,7 @@ def update_team(team_id: int):
             manager_email=form.get("manager") or None,
             parent_name=form.get("parent") or None,
             actor=_actor(),
+            granted_by=current_user,
         )
     except AccountError as exc:
         flash(str(exc), "error")

@@ -17,6 +17,7 @@ from bastion.access import login_required, requires, user_permissions
 from bastion.db import db
 from bastion.models import User
 from bastion.web.api_auth import problem
+from bastion.web.params import bounded_int
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -109,9 +110,11 @@ def revoke_current_token():
 @bp.get("/users")
 @requires("admin.users")
 def users():
-    offset = request.args.get("offset", "0")
-    limit = request.args.get("limit", str(USERS_PAGE_DEFAULT))
-    if not (offset.isdigit() and limit.isdigit()) or not 1 <= int(limit) <= USERS_PAGE_MAX:
+    offset = bounded_int(request.args.get("offset", "0"))
+    limit = bounded_int(
+        request.args.get("limit", str(USERS_PAGE_DEFAULT)), minimum=1, maximum=USERS_PAGE_MAX
+    )
+    if offset is None or limit is None:
         return problem(
             400,
             "Bad Request",
@@ -119,7 +122,7 @@ def users():
         )
     total = db.session.scalar(select(func.count()).select_from(User)) or 0
     rows = db.session.scalars(
-        select(User).order_by(User.email, User.id).offset(int(offset)).limit(int(limit))
+        select(User).order_by(User.email, User.id).offset(offset).limit(limit)
     )
     items = [
         {

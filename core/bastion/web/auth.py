@@ -9,7 +9,8 @@ After a correct password for a user with MFA, nobody is signed in yet: the cooki
 holds a pending sign-in (user id, time, ``next`` and a random nonce) for five minutes, and
 ``/login/code`` asks for the code. The pending sign-in allows five code attempts, counted
 on the server under its nonce (a replayed older cookie gets none back); then the password
-is needed again. Code failures also count on the user's ``mfa:<id>`` throttle key.
+is needed again. Every code attempt is also reserved on the user's ``mfa:<id>`` throttle
+key before the code is checked (a correct password never resets that key).
 ``/login/code?recovery=1`` shows the same form with a ``recovery_code`` field instead.
 """
 
@@ -231,15 +232,19 @@ def login_code_submit():
     method = "recovery_code" if use_recovery else "totp"
     actor = f"user:{pending.user_id}"
     mfa_key = throttle.mfa_key(pending.user_id)
-    if throttle.is_blocked(mfa_key):
+    if not throttle.take_attempt(pending.attempts_key, PENDING_ATTEMPTS):
+        audit.record("auth.mfa_verify", actor=actor, outcome="failure", changes={"method": method})
+        return _pending_ended()
+    # Reserved (counted as a failure) before the code is checked, in one conditional
+    # UPDATE: of many racing code steps of the same user, only as many reach the check
+    # as MFA_POLICY lets through. A throttled attempt's code is never looked at. After
+    # take_attempt, so that a used-up pending sign-in does not count against the user.
+    if not throttle.reserve(mfa_key, throttle.MFA_POLICY):
         audit.record(
             "auth.mfa_verify", actor=actor, outcome="throttled", changes={"method": method}
         )
         flash(CODE_THROTTLED, "error")
         return _code_page(recovery=use_recovery, status=429)
-    if not throttle.take_attempt(pending.attempts_key, PENDING_ATTEMPTS):
-        audit.record("auth.mfa_verify", actor=actor, outcome="failure", changes={"method": method})
-        return _pending_ended()
     user = db.session.get(User, pending.user_id)
     if user is None or not user.active or not user.mfa_enabled:
         return _pending_ended()
@@ -249,8 +254,7 @@ def login_code_submit():
     else:
         accepted = mfa.verify_totp(user, request.form.get("code", "")) == "accepted"
     _release_connection()
-    if not accepted:
-        throttle.record_failure(mfa_key, throttle.MFA_POLICY)
+    if not accepted:  # already counted on mfa_key by the reservation
         audit.record("auth.mfa_verify", actor=actor, outcome="failure", changes={"method": method})
         flash(RECOVERY_CODE_FAILED if use_recovery else CODE_FAILED, "error")
         return _code_page(recovery=use_recovery, status=401)

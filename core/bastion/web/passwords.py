@@ -3,8 +3,9 @@
 - ``/account/password``: a signed-in user changes their password (the account gate
   sends a user whose administrator forced a reset here, and nowhere else).
 - ``/password/forgot``: asks for a reset link by email. The answer is the same whether
-  or not an account exists; the mail goes out in the background so that the time
-  taken does not tell either. Mails are limited per client address and per account.
+  or not an account exists; everything about the account (lookup, limits, the link, the
+  mail) happens in the background so that the time taken does not tell either. Mails
+  are limited per client address and per account.
 - ``/password/reset/<token>``: sets a password with a link (resets and invitations).
   It never signs anyone in, so MFA is still asked at the next sign-in.
 """
@@ -14,9 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from flask import (
     Blueprint,
+    Flask,
     current_app,
     flash,
     g,
@@ -62,6 +65,7 @@ WINDOW_SECONDS = 3600
 #: session must not become a way to guess the password.
 CHANGE_FAILURES_BEFORE_SIGN_OUT = 5
 _CHANGE_FAILURES = "_bastion_pw_change_failures"
+CHANGE_THROTTLED = "Too many wrong passwords. Wait a minute, then try again."
 FORGOT_ANSWER = (
     "If an account exists for that address, we have sent a link to it to choose a new "
     "password. It works once, for {minutes} minutes. Check your spam folder if it does not "
@@ -129,7 +133,23 @@ def change_submit():
     new = request.form.get("new_password", "")
     confirm = request.form.get("new_password_confirm", "")
     actor = f"user:{user.id}"
-    if not _passwords().verify(user.password_hash, current):
+    # The limit that holds is the server-side one, shared with the sign-in and re-auth
+    # pages: each attempt is reserved on the account's key before the password is
+    # checked (the count in the cookie below could be reset by replaying an old cookie).
+    account_key = throttle.account_key(user.email)
+    password_hash = user.password_hash
+    # Hand the pooled connection back: the throttle commits on connections of its own.
+    db.session.commit()
+    if not throttle.reserve(account_key, throttle.ACCOUNT_POLICY):
+        audit.record(
+            "auth.password_change",
+            actor=actor,
+            object_type="user",
+            object_id=user.id,
+            outcome="throttled",
+        )
+        return _change_page(CHANGE_THROTTLED, 429)
+    if not _passwords().verify(password_hash, current):
         audit.record(
             "auth.password_change",
             actor=actor,
@@ -151,6 +171,7 @@ def change_submit():
             )
             return redirect(url_for("auth.login"))
         return _change_page("Your current password is not correct. Type it again.", 422)
+    throttle.succeeded(account_key)
     session.pop(_CHANGE_FAILURES, None)
     if new != confirm:
         return _change_page(
@@ -194,34 +215,60 @@ def forgot_submit():
     if not settings.mail_enabled:
         return _forgot_page()
     email = request.form.get("email", "").strip()[:320]
+    # Everything that depends on the account (looking it up, counting, issuing a link,
+    # mailing it) happens in the background, so that known, unknown and disabled
+    # addresses all cost the request the same work: starting one thread.
+    _in_background(
+        current_app._get_current_object(),
+        _handle_reset_request,
+        settings,
+        email,
+        request.remote_addr or "unknown",
+    )
+    # The same answer, whatever happens: no way to learn who has an account.
+    flash(FORGOT_ANSWER.format(minutes=settings.password_reset_minutes), "info")
+    return redirect(url_for("password.forgot"), code=303)
+
+
+#: Serializes "count the recent links, then issue one" within this process, so that
+#: requests whose background jobs overlap cannot issue more links than allowed.
+_issue_lock = threading.Lock()
+_jobs: set[threading.Thread] = set()
+
+
+def _handle_reset_request(settings: Settings, email: str, addr: str) -> None:
+    """The per-account part of /password/forgot (runs in an app context, no request)."""
     user = find_user_by_email(email) if "@" in email else None
-    outcome = "unknown_account"
+    outcome, message = "unknown_account", None
     if user is not None and user.active:
-        outcome = "throttled"
-        if _allowed_to_send(user):
-            outcome = "sent"
-            url = link(issue(user, "reset"))
-            _send_in_background(settings, user.email, *reset_message(user, url))
+        with _issue_lock:
+            outcome = "throttled"
+            if _allowed_to_send(user, addr):
+                outcome = "sent"
+                message = reset_message(user, link(issue(user, "reset")))
     audit.record(
         "auth.password_reset_requested",
         actor="anonymous",
         object_type="user" if user else None,
         object_id=user.id if user else None,
+        changes={"client_addr": addr},
         outcome="success" if outcome == "sent" else outcome,
     )
-    # The same answer, whatever happened above: no way to learn who has an account.
-    flash(FORGOT_ANSWER.format(minutes=settings.password_reset_minutes), "info")
-    return redirect(url_for("password.forgot"), code=303)
+    if user is not None and message is not None:
+        try:
+            send_mail(user.email, *message, settings=settings)
+        except MailError as exc:
+            log.error("A password reset link could not be emailed: %s", exc)
 
 
-def _allowed_to_send(user: User) -> bool:
+def _allowed_to_send(user: User, addr: str) -> bool:
     """At most a few reset mails per account and per client address each hour.
 
     Over the limit nothing is sent and nothing is said: the answer stays the same.
     """
     if recent_count(user, "reset", WINDOW_SECONDS) >= RESET_MAILS_PER_ACCOUNT_PER_HOUR:
         return False
-    return _count_address(request.remote_addr or "unknown")
+    return _count_address(addr)
 
 
 def _count_address(addr: str) -> bool:
@@ -249,18 +296,27 @@ def _count_address(addr: str) -> bool:
     return result.rowcount == 1
 
 
-def _send_in_background(settings: Settings, to: str, subject: str, body: str) -> None:
-    """Send without making the answer slower for existing accounts than for others."""
+def _in_background(app: Flask, job: Callable[..., None], *args: object) -> None:
+    """Run ``job(*args)`` in a thread with an app context; failures are logged, not raised."""
 
-    def deliver() -> None:
+    def run() -> None:
         try:
-            send_mail(to, subject, body, settings=settings)
-        except MailError as exc:
-            log.error("A password reset link could not be emailed: %s", exc)
+            with app.app_context():
+                job(*args)
         except Exception:
-            log.exception("Sending a password reset link failed unexpectedly.")
+            log.exception("Handling a password reset request failed unexpectedly.")
+        finally:
+            _jobs.discard(threading.current_thread())
 
-    threading.Thread(target=deliver, name="bastion-reset-mail", daemon=True).start()
+    thread = threading.Thread(target=run, name="bastion-reset-mail", daemon=True)
+    _jobs.add(thread)
+    thread.start()
+
+
+def wait_for_background_jobs(timeout: float = 10.0) -> None:
+    """Wait for the reset requests still being handled (tests, before tearing down)."""
+    for thread in list(_jobs):
+        thread.join(timeout)
 
 
 # --- Setting a password with a link ------------------------------------------------------

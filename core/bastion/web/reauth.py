@@ -54,35 +54,45 @@ def confirm():
 @login_required
 def confirm_submit():
     user = current_user._get_current_object()
-    # Hand the pooled connection back first: the throttle commits on connections of its own.
-    db.session.commit()
+    # Read what the checks need, then hand the pooled connection back: the throttle
+    # commits on connections of its own, and reloading the (expired) user while it
+    # does would hold two connections per request and drain the pool under a burst.
     account_key = throttle.account_key(user.email)
     mfa_key = throttle.mfa_key(user.id)
+    user_id, mfa_enabled, password_hash = user.id, user.mfa_enabled, user.password_hash
+    db.session.commit()
+    # is_blocked() here only keeps the answer to a blocked user the same whatever the
+    # password; the limit itself is the atomic reservation of mfa_key below.
     if not throttle.reserve(account_key, throttle.ACCOUNT_POLICY) or (
-        user.mfa_enabled and throttle.is_blocked(mfa_key)
+        mfa_enabled and throttle.is_blocked(mfa_key)
     ):
-        audit.record("auth.reauth", object_type="user", object_id=user.id, outcome="throttled")
-        return _render(429, THROTTLED)
+        return _throttled(user_id)
     password = request.form.get("password", "")
     passwords = current_app.extensions["bastion.passwords"]
-    valid = bool(password) and passwords.verify(user.password_hash, password)
+    valid = bool(password) and passwords.verify(password_hash, password)
     if valid:
         throttle.succeeded(account_key)
-    if valid and user.mfa_enabled:
+    if valid and mfa_enabled:
         # The code is checked only after the password: a wrong password must not use
-        # up the TOTP step of a correct code.
+        # up the TOTP step of a correct code. Reserved before the check, so racing
+        # requests cannot all get past the limit.
+        if not throttle.reserve(mfa_key, throttle.MFA_POLICY):
+            return _throttled(user_id)
         code = request.form.get("code", "").strip()
         valid = bool(code) and _second_factor_ok(user, code)
         if valid:
             throttle.succeeded(mfa_key)
-        else:
-            throttle.record_failure(mfa_key, throttle.MFA_POLICY)
     if not valid:
         audit.record("auth.reauth", object_type="user", object_id=user.id, outcome="failure")
         return _render(422, WRONG if user.mfa_enabled else WRONG_NO_MFA)
     mark_authenticated()
     audit.record("auth.reauth", object_type="user", object_id=user.id)
     return redirect(_target(request.form.get("next")))
+
+
+def _throttled(user_id: int):
+    audit.record("auth.reauth", object_type="user", object_id=user_id, outcome="throttled")
+    return _render(429, THROTTLED)
 
 
 def _second_factor_ok(user, code: str) -> bool:

@@ -17,6 +17,7 @@ from bastion.access import login_required
 from bastion.reauth import recent_auth_required
 from bastion.runtime import platform
 from bastion.web.admin_users import local_time
+from bastion.web.params import bounded_int
 
 bp = Blueprint("tokens", __name__, url_prefix="/account/tokens")
 
@@ -86,14 +87,15 @@ def create():
     form = {"name": name, "expires_days": raw_days, "no_expiry": no_expiry, "scopes": set(scopes)}
     expires_days: int | None = None
     if not no_expiry:
-        if not raw_days.isdigit():
+        # Only the form is checked here; create_token says which range is allowed.
+        expires_days = bounded_int(raw_days, maximum=10**9)
+        if expires_days is None:
             return _page(
                 422,
                 error=f"Enter the number of days the token stays valid (1 to "
                 f"{tokens.EXPIRES_DAYS_MAX}), or tick “No expiry”.",
                 **form,
             )
-        expires_days = int(raw_days)
     try:
         token, raw = tokens.create_token(user, name, expires_days=expires_days, scopes=scopes)
     except tokens.TokenError as exc:

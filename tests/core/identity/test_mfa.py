@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 
 import pyotp
@@ -459,3 +460,67 @@ def test_check_second_factor_takes_either_kind_of_code(app, user_factory, clock)
         assert mfa.check_second_factor(user, codes[3])
         assert not mfa.check_second_factor(user, codes[3])
         assert not mfa.check_second_factor(user, "not a code")
+
+
+# The per-user code throttle is a reservation, not a check followed by a count ----------
+
+
+def _post_codes_at_once(clients: list, code: str) -> list[int]:
+    """Each client has its own pending sign-in; all post ``code`` at the same moment."""
+    tokens = [csrf_token(client, "/login/code") for client in clients]
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def submit(client, token: str) -> None:
+        try:
+            barrier.wait(timeout=60)
+            response = client.post("/login/code", data={"code": code, "csrf_token": token})
+            with lock:
+                statuses.append(response.status_code)
+        except BaseException as exc:  # reported below, never lost in the thread
+            with lock:
+                errors.append(exc)
+
+    threads = [
+        threading.Thread(target=submit, args=pair) for pair in zip(clients, tokens, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not errors, errors
+    return statuses
+
+
+def test_racing_wrong_codes_reach_the_check_only_as_often_as_the_policy_allows(
+    app, enrolled, clock
+):
+    # Twenty pending sign-ins of one user (each with attempts to spare) guess at once.
+    clients = [app.test_client() for _ in range(20)]
+    for client in clients:
+        password_step(client)
+    wrong = "000000" if code_at(enrolled, clock.t) != "000000" else "111111"
+    statuses = _post_codes_at_once(clients, wrong)
+    # The clock stands still: the free failures and the one that starts the delay are
+    # checked (401); every other attempt is refused before its code is looked at (429).
+    free = throttle.MFA_POLICY.free_failures
+    assert sorted(statuses) == [401] * (free + 1) + [429] * (20 - free - 1), statuses
+
+
+def test_a_correct_password_does_not_reset_the_code_throttle(app, enrolled, clock):
+    wrong = "000000" if code_at(enrolled, clock.t) != "000000" else "111111"
+    client = app.test_client()
+    # 5 + 1 wrong codes over two password steps: the user is delayed.
+    for wrong_codes in (5, 1):
+        password_step(client)
+        for _ in range(wrong_codes):
+            assert submit_code(client, code=wrong).status_code == 401
+    # A correct password (which clears the account's password throttle) changes nothing
+    # for the code throttle: the right code is refused without being checked...
+    password_step(client)
+    assert submit_code(client, code=code_at(enrolled, clock.t)).status_code == 429
+    # ...and so it was not used up: once the delay is over it signs in.
+    clock.advance(2)
+    assert submit_code(client, code=code_at(enrolled, clock.t - 2)).status_code == 302

@@ -10,6 +10,7 @@ import threading
 
 from sqlalchemy import select
 
+from bastion import mfa
 from bastion.db import db
 from bastion.models import User
 from tests.conftest import csrf_token, sign_in
@@ -99,3 +100,41 @@ def test_concurrent_submissions_of_one_recovery_code_sign_in_exactly_once(
     statuses = _race(app, "recovery_code", codes[0], 10)
     assert statuses.count(302) == 1, statuses
     assert set(statuses) - {302} <= {401, 429}
+
+
+def test_fifty_concurrent_verifications_of_one_code_accept_exactly_one(
+    app,
+    user_factory,
+    clock,  # noqa: F811
+):
+    """The replay guard itself, without the throttle in front: fifty threads call
+    mfa.verify_totp with the same valid code at once; one is accepted, the rest are
+    replays. (Through the pages, the per-user throttle lets only a few reach it.)"""
+    secret, _codes = _enrolled_user(app, user_factory, clock)
+    code = code_at(secret, clock.t)
+    barrier = threading.Barrier(CLIENTS)
+    results: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def verify() -> None:
+        try:
+            with app.app_context():
+                user = db.session.scalar(select(User).where(User.email == EMAIL))
+                db.session.commit()  # hand the connection back while waiting at the barrier
+                barrier.wait(timeout=60)
+                result = mfa.verify_totp(user, code)
+                db.session.remove()
+            with lock:
+                results.append(result)
+        except BaseException as exc:  # reported below, never lost in the thread
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=verify) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not errors, errors
+    assert sorted(results) == ["accepted"] + ["replayed"] * (CLIENTS - 1), results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from bastion import throttle
 from bastion.credentials import change_password, force_password_reset
 from bastion.db import db
 from bastion.models import User, UserSession
@@ -147,3 +148,32 @@ def test_forced_user_can_still_sign_out(app):
     token = csrf_token(client, "/account/password")
     response = client.post("/logout", data={"csrf_token": token})
     assert is_signed_out(response)
+
+
+def test_replaying_an_old_cookie_gives_no_extra_guesses(app, monkeypatch):
+    # The count in the cookie is reset by replaying it; the server-side throttle is not.
+    monkeypatch.setattr(throttle, "now", lambda: 1_900_000_000)
+    add_user(app, EMAIL, PASSWORD)
+    client = signed_in(app)
+    token = csrf_token(client, "/account/password")
+    fresh = client.get_cookie("bastion_session").value
+    data = {"csrf_token": token, "new_password": NEW_PASSWORD}
+    data["new_password_confirm"] = NEW_PASSWORD
+    free = throttle.ACCOUNT_POLICY.free_failures
+    for n in range(free + 1):
+        client.set_cookie("bastion_session", fresh)
+        response = client.post(
+            "/account/password", data={**data, "current_password": f"wrong guess {n:02d}"}
+        )
+        assert response.status_code == 422, n
+    # Still signed in thanks to the replayed cookie, but the right password is refused too.
+    client.set_cookie("bastion_session", fresh)
+    response = client.post("/account/password", data={**data, "current_password": PASSWORD})
+    assert response.status_code == 429
+    assert "Wait a minute" in response.get_data(as_text=True)
+    assert sign_in(app.test_client(), EMAIL, NEW_PASSWORD).status_code != 302
+    # Once the delay is over, the right password works (and clears the count).
+    monkeypatch.setattr(throttle, "now", lambda: 1_900_000_000 + 120)
+    client.set_cookie("bastion_session", fresh)
+    response = client.post("/account/password", data={**data, "current_password": PASSWORD})
+    assert response.status_code == 302 and response.headers["Location"] == "/"

@@ -23,6 +23,7 @@ from bastion.db import db
 from bastion.encryption import CredentialCipher
 from bastion.mail import MailError, send_mail
 from bastion.models import PasswordToken, User, utcnow
+from bastion.web.passwords import wait_for_background_jobs
 from tests.conftest import FAST_HASHING, csrf_token, dispose, make_app, sign_in
 from tests.core.identity.conftest import add_user
 
@@ -99,6 +100,7 @@ def mail_settings(data_dir, database_url, port: int, **extra: str):
 def mail_app(data_dir, database_url, mailbox):
     application = make_app(mail_settings(data_dir, database_url, mailbox[1]))
     yield application
+    wait_for_background_jobs()  # reset requests are handled in threads
     dispose(application)
 
 

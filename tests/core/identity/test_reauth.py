@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 
 import pyotp
@@ -156,3 +157,65 @@ def test_with_mfa_a_code_is_needed_too(app, client, mfa_user):
     # A recovery code works, once.
     assert reauth(client, "mfa user long password", code=codes[0]).status_code == 302
     assert reauth(client, "mfa user long password", code=codes[0]).status_code == 422
+
+
+def test_wrong_reauth_codes_are_reserved_before_the_check(app, client, mfa_user, monkeypatch):
+    monkeypatch.setattr(throttle, "now", lambda: 1_900_000_000)
+    secret, _codes = mfa_user
+    code = pyotp.TOTP(secret).now()
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(throttle.MFA_POLICY.free_failures + 1):
+        assert reauth(client, "mfa user long password", code=wrong).status_code == 422
+    # Delayed: the right code is refused without being checked, so it is not used up.
+    assert reauth(client, "mfa user long password", code=code).status_code == 429
+    monkeypatch.setattr(throttle, "now", lambda: 1_900_000_000 + 120)
+    assert reauth(client, "mfa user long password", code=code).status_code == 302
+
+
+def test_racing_reauth_codes_reach_the_check_only_as_often_as_the_policy_allows(app, monkeypatch):
+    monkeypatch.setattr(throttle, "now", lambda: 1_900_000_000)
+    add_user(app, "mfa@example.com", "mfa user long password")
+    clients = [app.test_client() for _ in range(16)]
+    for one in clients:
+        assert sign_in(one, "mfa@example.com", "mfa user long password").status_code == 302
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == "mfa@example.com"))
+        secret = mfa.new_secret()
+        mfa.enable_mfa(user, secret, mfa.current_step() - 5)
+    wrong = "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"
+    tokens = [csrf_token(one, "/account/reauth") for one in clients]
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def submit(one, token: str) -> None:
+        try:
+            barrier.wait(timeout=60)
+            data = {
+                "csrf_token": token,
+                "password": "mfa user long password",
+                "code": wrong,
+                "next": "/",
+            }
+            response = one.post("/account/reauth", data=data)
+            with lock:
+                statuses.append(response.status_code)
+        except BaseException as exc:  # reported below, never lost in the thread
+            with lock:
+                errors.append(exc)
+
+    threads = [
+        threading.Thread(target=submit, args=pair) for pair in zip(clients, tokens, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not errors, errors
+    assert len(statuses) == len(clients)
+    # Checked (422) at most as often as the MFA policy lets through at one moment; the
+    # rest were throttled (429) on the account or the MFA key before any check.
+    checked = statuses.count(422)
+    assert 1 <= checked <= throttle.MFA_POLICY.free_failures + 1, statuses
+    assert statuses.count(429) == len(clients) - checked, statuses

@@ -153,6 +153,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # Dropping users.team_id means copying the users table, and on SQLite dropping the
+        # old copy fires ON DELETE CASCADE into sessions and role assignments.
+        raise NotImplementedError(
+            "Downgrading an SQLite installation is not supported; restore the backup taken "
+            "before the upgrade (deploy/backup.sh)."
+        )
     for index, table in (
         ("ix_password_tokens_user_id", "password_tokens"),
         ("ix_api_tokens_user_id", "api_tokens"),
@@ -168,9 +175,18 @@ def downgrade() -> None:
         "role_object_rules",
     ):
         op.drop_table(table)
-    with op.batch_alter_table("user_sessions") as batch:
-        batch.drop_column("rotate")
-        batch.drop_column("authenticated_at")
-    with op.batch_alter_table("roles") as batch:
-        batch.drop_column("require_mfa")
+    op.drop_column("user_sessions", "rotate")
+    op.drop_column("user_sessions", "authenticated_at")
+    op.drop_column("roles", "require_mfa")
+    op.drop_constraint("fk_users_team_id_teams", "users", type_="foreignkey")
+    for column in (
+        "team_id",
+        "password_changed_at",
+        "must_change_password",
+        "mfa_secret",
+        "mfa_enabled_at",
+        "mfa_last_step",
+        "mfa_replay_at",
+    ):
+        op.drop_column("users", column)
     op.drop_table("teams")
