@@ -31,6 +31,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy import select, update
 
 from bastion import audit, mfa, throttle
 from bastion.access import login_required, public
@@ -262,11 +263,27 @@ def login_code_submit():
     throttle.succeeded(mfa_key)
     throttle.close_attempts(pending.attempts_key, PENDING_ATTEMPTS)
     audit.record("auth.mfa_verify", actor=actor, changes={"method": method})
-    replay_noticed = user.mfa_replay_at
-    user.mfa_replay_at = None
+    replay_noticed = _take_replay_notice(user.id)
     user.last_login_at = utcnow()
     db.session.commit()
     return _complete_sign_in(user, pending.next, replay_noticed=replay_noticed)
+
+
+def _take_replay_notice(user_id: int) -> datetime | None:
+    """Read and clear the mark of a refused replay without losing one set meanwhile.
+
+    A replay refused between the read and the clear leaves its mark in place (the
+    conditional UPDATE matches nothing), so the user is told again next time.
+    """
+    with db.engine.begin() as connection:
+        seen = connection.scalar(select(User.mfa_replay_at).where(User.id == user_id))
+        if seen is not None:
+            connection.execute(
+                update(User)
+                .where(User.id == user_id, User.mfa_replay_at == seen)
+                .values(mfa_replay_at=None)
+            )
+    return seen
 
 
 @bp.post("/logout")
