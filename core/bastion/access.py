@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import abort, current_app, g, redirect, request, url_for
+from flask import abort, current_app, g, has_request_context, redirect, request, url_for
 from flask_login import current_user
 
 from bastion.runtime import platform
@@ -78,12 +78,25 @@ def user_permissions(user: Any) -> frozenset[str]:
         granted |= role.permission_names
     active = platform().active_permissions()
     result = active if ALL_PERMISSIONS in granted else frozenset(granted & active)
-    token = g.get("api_token")
-    scopes = g.get("api_token_scopes")
-    if isinstance(scopes, frozenset) and token is not None and token.user_id == user.id:
+    scopes = token_scopes_for(user)
+    if scopes is not None:
         result = result & scopes  # a token never grants more than its scopes
     g._bastion_permissions, g._bastion_permissions_user = result, user.id
     return result
+
+
+def token_scopes_for(user: Any) -> frozenset[str] | None:
+    """The scopes of the API token this request was made with, if it is ``user``'s.
+
+    None when the request carries no token or the token narrows nothing. Questions
+    about other users (an administrator's "why can X see Y") are not narrowed.
+    """
+    if not has_request_context():
+        return None
+    token, scopes = g.get("api_token"), g.get("api_token_scopes")
+    if token is None or token.user_id != getattr(user, "id", None):
+        return None
+    return scopes if isinstance(scopes, frozenset) else None
 
 
 def has_permission(user: Any, permission: str) -> bool:

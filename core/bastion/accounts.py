@@ -22,12 +22,13 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 
-from bastion import audit, authz, mfa_policy
+from bastion import audit, authz, identity, mfa_policy
 from bastion.db import db
-from bastion.identity import ADMIN_ROLE, IdentityError, find_user_by_email, normalize_email
+from bastion.identity import ADMIN_ROLE, IdentityError, find_user_by_email
 from bastion.models import ApiToken, Role, Team, User, UserSession, utcnow
 from bastion.passwords import PasswordPolicyError
 from bastion.sessions import end_all_sessions, request_rotation
+from bastion.tokens import is_expired
 
 #: Locale code -> the language's own name, for the profile forms.
 SUPPORTED_LOCALES: dict[str, str] = {
@@ -41,7 +42,6 @@ SUPPORTED_LOCALES: dict[str, str] = {
     "pl": "Polski",
 }
 #: The password hash of an invited user who has not chosen a password: no hash matches it.
-UNUSABLE_PASSWORD = "!"  # noqa: S105  (a marker, not a secret)
 MAX_NAME_LENGTH = 200
 MAX_TEAM_NAME_LENGTH = 100
 
@@ -92,13 +92,6 @@ def _clean_text(value: str | None, what: str, max_length: int, *, required: bool
     if any(unicodedata.category(ch) in {"Cc", "Cf"} for ch in value):
         raise AccountError(f"The {what} must not contain control characters.")
     return value
-
-
-def _email(value: str) -> str:
-    try:
-        return normalize_email(value or "")
-    except IdentityError as exc:
-        raise AccountError(str(exc)) from None
 
 
 def find_user(email: str) -> User:
@@ -248,37 +241,25 @@ def create_user(
     typed choose their own at the first sign-in. ``granted_by`` is the administrator
     acting in the web UI: they may hand out only roles whose permissions they hold.
     """
-    email = _email(email)
     name = _clean_text(name, "name", MAX_NAME_LENGTH, required=False)
     time_zone = _time_zone(time_zone)
     locale = _locale(locale)
     roles = _roles(role_slugs)
     _check_grantable(roles, granted_by)
     team = _optional_team(team_name)
-    if find_user_by_email(email) is not None:
-        raise AccountError(f"A user with the email {email} already exists.")
-    if password is not None:
-        passwords = current_app.extensions["bastion.passwords"]
-        try:
-            passwords.check_policy(password, context=(email, name))
-        except PasswordPolicyError as exc:
-            raise AccountError(str(exc)) from None
-        password_hash = passwords.hash(password)
-    else:
-        password_hash = UNUSABLE_PASSWORD
-    user = User(
-        email=email,
-        name=name,
-        password_hash=password_hash,
-        time_zone=time_zone,
-        locale=locale,
-        team=team,
-        active=True,
-        password_changed_at=utcnow() if password is not None else None,
-        must_change_password=must_change_password and password is not None,
-    )
-    user.roles.extend(roles)
-    db.session.add(user)
+    try:
+        user = identity.create_user(
+            current_app.extensions["bastion.passwords"],
+            email=email,
+            password=password,
+            name=name,
+            roles=roles,
+        )
+    except (IdentityError, PasswordPolicyError) as exc:
+        raise AccountError(str(exc)) from None
+    user.time_zone, user.locale, user.team = time_zone, locale, team
+    user.must_change_password = must_change_password and password is not None
+    email = user.email
     db.session.flush()
     audit.record(
         "user.invite" if password is None else "user.create",
@@ -472,14 +453,7 @@ def live_token_count(user: User) -> int:
         select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
     )
     now = utcnow()
-    return sum(1 for t in tokens if t.expires_at is None or _aware(t.expires_at) > now)
-
-
-def _aware(moment: Any) -> Any:
-    # SQLite hands back naive datetimes; they were stored in UTC.
-    from datetime import UTC
-
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return sum(1 for t in tokens if not is_expired(t, now))
 
 
 # Teams --------------------------------------------------------------------------------
@@ -600,6 +574,14 @@ def team_member_count(team: Team) -> int:
     )
 
 
+def team_member_counts() -> dict[int, int]:
+    """Team id -> number of members, in one query (for lists of teams)."""
+    rows = db.session.execute(
+        select(User.team_id, func.count()).where(User.team_id.is_not(None)).group_by(User.team_id)
+    )
+    return {team_id: count for team_id, count in rows}
+
+
 def sub_teams(team: Team) -> list[Team]:
     return list(db.session.scalars(select(Team).where(Team.parent_id == team.id)))
 
@@ -632,6 +614,29 @@ def delete_team(team: Team, *, actor: str) -> None:
 @_rollback_on_error
 def set_mfa_required_for_all(required: bool, *, actor: str) -> bool:
     """Require MFA of everyone (or stop requiring it); returns whether anything changed."""
+    changed = _require_mfa_for_all(required, actor)
+    _commit()
+    return changed
+
+
+@_rollback_on_error
+def set_role_mfa(role_slug: str, required: bool, *, actor: str) -> bool:
+    """Require MFA of a role's members (or stop); returns whether anything changed."""
+    changed = _require_mfa_for_role(find_role(role_slug), required, actor)
+    _commit()
+    return changed
+
+
+def set_mfa_requirement(*, for_all: bool, role_slugs: set[str], actor: str) -> bool:
+    """The whole requirement at once (the Security page), saved in one transaction."""
+    changed = _require_mfa_for_all(for_all, actor)
+    for role in db.session.scalars(select(Role).order_by(Role.name)):
+        changed |= _require_mfa_for_role(role, role.name in role_slugs, actor)
+    _commit()
+    return changed
+
+
+def _require_mfa_for_all(required: bool, actor: str) -> bool:
     before = mfa_policy.required_for_all()
     if before == required:
         return False
@@ -643,14 +648,10 @@ def set_mfa_required_for_all(required: bool, *, actor: str) -> bool:
         object_id=mfa_policy.MFA_REQUIRED_SETTING,
         changes={"required_for_all": {"before": before, "after": required}},
     )
-    _commit()
     return True
 
 
-@_rollback_on_error
-def set_role_mfa(role_slug: str, required: bool, *, actor: str) -> bool:
-    """Require MFA of a role's members (or stop); returns whether anything changed."""
-    role = find_role(role_slug)
+def _require_mfa_for_role(role: Role, required: bool, actor: str) -> bool:
     if role.require_mfa == required:
         return False
     role.require_mfa = required
@@ -661,5 +662,4 @@ def set_role_mfa(role_slug: str, required: bool, *, actor: str) -> bool:
         object_id=role.name,
         changes={"require_mfa": {"before": not required, "after": required}},
     )
-    _commit()
     return True

@@ -33,6 +33,7 @@ from typing import Any
 from flask import g, has_app_context, has_request_context
 from sqlalchemy import select
 
+from bastion.access import token_scopes_for
 from bastion.db import db
 from bastion.models import OBJECT_ACTIONS, SCOPES, Role, RoleObjectRule, Team, User
 
@@ -119,13 +120,6 @@ def _signed_in(user: Any) -> bool:
     return user is not None and bool(getattr(user, "is_authenticated", False))
 
 
-def _token_scopes() -> frozenset[str] | None:
-    if not has_app_context():
-        return None
-    scopes = g.get("api_token_scopes")
-    return scopes if isinstance(scopes, frozenset) else None
-
-
 def _plugin_problem(object_name: str) -> str | None:
     """Objects declared by a disabled plugin grant nothing; say so."""
     if object_name == EVERY_OBJECT or not has_app_context():
@@ -145,7 +139,7 @@ def _precheck(user: Any, object_name: str, action: str) -> Decision | None:
         return Decision(False, f"{_name(user)} is disabled, so every access is refused.")
     if not _signed_in(user):
         return Decision(False, "Nobody is signed in.")
-    scopes = _token_scopes()
+    scopes = token_scopes_for(user)
     if scopes is not None and f"{object_name}:{action}" not in scopes:
         return Decision(False, f"The API token does not carry {object_name}:{action}.")
     problem = _plugin_problem(object_name)
@@ -363,7 +357,7 @@ def field_access(user: Any, object_name: str, field_name: str) -> str:
         access = _role_field_access(role, rule, object_name, field_name)
         if FIELD_ACCESS.index(access) > FIELD_ACCESS.index(best):
             best = access
-    scopes = _token_scopes()
+    scopes = token_scopes_for(user)
     if (
         best == "edit"
         and scopes is not None

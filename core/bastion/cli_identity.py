@@ -227,14 +227,15 @@ def teams_create(app: Flask, name: str, manager: str | None, parent: str | None)
 @with_app
 def teams_list(app: Flask) -> None:
     """Show each team with its manager and parent team."""
-    from bastion.accounts import team_member_count
+    from bastion.accounts import team_member_counts
     from bastion.db import db
     from bastion.models import Team
 
+    counts = team_member_counts()
     for team in db.session.scalars(select(Team).order_by(func.lower(Team.name))):
         manager = team.manager.email if team.manager else "-"
         parent = team.parent.name if team.parent else "-"
-        members = team_member_count(team)
+        members = counts.get(team.id, 0)
         click.echo(f"{team.name:<24} manager={manager} parent={parent} members={members}")
 
 

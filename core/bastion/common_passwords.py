@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import unicodedata
 from functools import cache
-from typing import Any
 
 
 @cache
@@ -31,11 +30,3 @@ def normalize(password: str) -> str:
 def is_common(password: str) -> bool:
     """Is the password (ignoring case) one of the common passwords?"""
     return normalize(password) in _common()
-
-
-def __getattr__(name: str) -> Any:
-    # ``COUNT``, the number of entries (30,000), is computed on first access so that
-    # reading it is what loads the list, not importing this module.
-    if name == "COUNT":
-        return len(_common())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

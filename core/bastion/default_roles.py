@@ -45,7 +45,6 @@ from sqlalchemy import select
 from bastion.db import db
 from bastion.models import OBJECT_ACTIONS, Role, RoleObjectRule, RolePermission
 
-ALL_ACTIONS = OBJECT_ACTIONS
 READ_ONLY = ("read",)
 READ_WRITE = ("read", "create", "edit")
 SALES_OBJECTS = ("accounts", "contacts", "leads", "opportunities", "activities")
@@ -65,7 +64,6 @@ class DefaultRole:
     description: str
     capabilities: tuple[str, ...] = ()
     rules: tuple[DefaultRule, ...] = ()
-    require_mfa: bool = False
 
 
 def _rules(objects: tuple[str, ...], actions: tuple[str, ...], scope: str) -> tuple:
@@ -78,13 +76,13 @@ DEFAULT_ROLES: tuple[DefaultRole, ...] = (
         "Administrator",
         "Every capability, and every action on every record.",
         capabilities=("*",),
-        rules=(DefaultRule("*", ALL_ACTIONS, "all"),),
+        rules=(DefaultRule("*", OBJECT_ACTIONS, "all"),),
     ),
     DefaultRole(
         "sales_manager",
         "Sales manager",
         "Leads a sales team: everything on sales records of their team and its sub-teams.",
-        rules=_rules(SALES_OBJECTS, ALL_ACTIONS, "team_tree"),
+        rules=_rules(SALES_OBJECTS, OBJECT_ACTIONS, "team_tree"),
     ),
     DefaultRole(
         "sales_rep",
@@ -97,7 +95,7 @@ DEFAULT_ROLES: tuple[DefaultRole, ...] = (
         "Marketing",
         "Runs campaigns and works leads; reads accounts and contacts.",
         rules=(
-            DefaultRule("campaigns", ALL_ACTIONS, "all"),
+            DefaultRule("campaigns", OBJECT_ACTIONS, "all"),
             DefaultRule("leads", ("read", "create", "edit", "import", "export"), "all"),
             *_rules(("accounts", "contacts"), READ_ONLY, "all"),
         ),
@@ -107,7 +105,7 @@ DEFAULT_ROLES: tuple[DefaultRole, ...] = (
         "Support agent",
         "Answers customer cases of their team; reads accounts and contacts.",
         rules=(
-            DefaultRule("cases", ALL_ACTIONS, "team"),
+            DefaultRule("cases", OBJECT_ACTIONS, "team"),
             *_rules(("accounts", "contacts"), READ_ONLY, "all"),
             DefaultRule("activities", READ_WRITE, "own"),
         ),
@@ -121,13 +119,6 @@ DEFAULT_ROLES: tuple[DefaultRole, ...] = (
     ),
 )
 DEFAULT_ROLE_SLUGS = tuple(role.slug for role in DEFAULT_ROLES)
-
-
-def default_role(slug: str) -> DefaultRole:
-    for role in DEFAULT_ROLES:
-        if role.slug == slug:
-            return role
-    raise KeyError(f"There is no default role {slug!r}.")
 
 
 def _object_rule(rule: DefaultRule) -> RoleObjectRule:
@@ -148,7 +139,6 @@ def ensure_default_roles() -> None:
                 name=default.slug,
                 label=default.label,
                 description=default.description,
-                require_mfa=default.require_mfa,
             )
             role.permissions = [RolePermission(permission=p) for p in default.capabilities]
             db.session.add(role)

@@ -10,11 +10,14 @@ from flask_login import LoginManager
 from sqlalchemy import func, select
 
 from bastion.db import db
-from bastion.models import Role, RolePermission, User
+from bastion.models import Role, RolePermission, User, utcnow
 from bastion.passwords import Passwords
 from bastion.sessions import session_is_valid
+from bastion.web.params import bounded_int
 
 ADMIN_ROLE = "administrator"
+#: The password hash of an invited user: verifies against nothing (see Passwords.verify).
+UNUSABLE_PASSWORD = "!"  # noqa: S105  (a marker, not a secret)
 
 
 class IdentityError(ValueError):
@@ -52,15 +55,23 @@ def create_user(
     passwords: Passwords,
     *,
     email: str,
-    password: str,
+    password: str | None,
     name: str = "",
     roles: Iterable[Role] = (),
 ) -> User:
+    """Add a user to the session (the caller commits).
+
+    ``password`` None makes an invited user: the hash is unusable until they choose a
+    password through their invitation link.
+    """
     email = normalize_email(email)
     if find_user_by_email(email) is not None:
         raise IdentityError(f"A user with the email {email} already exists.")
-    passwords.check_policy(password, context=(email, name))
-    user = User(email=email, name=name.strip(), password_hash=passwords.hash(password))
+    name = name.strip()
+    user = User(email=email, name=name, password_hash=UNUSABLE_PASSWORD)
+    if password is not None:
+        passwords.check_policy(password, context=(email, name))
+        user.password_hash, user.password_changed_at = passwords.hash(password), utcnow()
     user.roles.extend(roles)
     db.session.add(user)
     return user
@@ -77,9 +88,10 @@ def init_login(app: Flask) -> None:
 
     @manager.user_loader
     def load_user(user_id: str) -> User | None:
-        if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 12:
+        uid = bounded_int(user_id, minimum=1)
+        if uid is None:
             return None
-        user = db.session.get(User, int(user_id))
+        user = db.session.get(User, uid)
         if user is None or not user.active or not session_is_valid(user):
             return None
         return user

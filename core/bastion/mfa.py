@@ -21,6 +21,7 @@ from typing import Literal
 
 import pyotp
 import segno
+from flask import current_app
 from markupsafe import Markup
 from sqlalchemy import delete, func, select, update
 
@@ -90,8 +91,12 @@ def qr_svg(uri: str) -> Markup:
     return Markup(svg)  # noqa: S704  (segno's own markup; the URI is encoded as modules)
 
 
-def _cipher() -> CredentialCipher:
-    return CredentialCipher(platform().settings.secrets_dir)
+def cipher() -> CredentialCipher:
+    """The app's credential cipher, built once so its key file is read once."""
+    extensions = current_app.extensions
+    if "bastion.credential_cipher" not in extensions:
+        extensions["bastion.credential_cipher"] = CredentialCipher(platform().settings.secrets_dir)
+    return extensions["bastion.credential_cipher"]
 
 
 def secret_context(user_id: int) -> str:
@@ -99,14 +104,14 @@ def secret_context(user_id: int) -> str:
 
 
 def encrypt_secret(user_id: int, secret: str) -> str:
-    return _cipher().encrypt(secret, context=secret_context(user_id))
+    return cipher().encrypt(secret, context=secret_context(user_id))
 
 
 def _decrypt_secret(user: User) -> str | None:
     if not user.mfa_secret:
         return None
     try:
-        return _cipher().decrypt(user.mfa_secret, context=secret_context(user.id))
+        return cipher().decrypt(user.mfa_secret, context=secret_context(user.id))
     except DecryptionError:
         audit.record("auth.mfa_secret_unreadable", actor=f"user:{user.id}", outcome="failure")
         return None

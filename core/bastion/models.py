@@ -30,6 +30,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored time with its zone: SQLite hands datetimes back naive, and all are UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 user_roles = Table(
     "user_roles",
     db.metadata,

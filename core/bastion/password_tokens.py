@@ -104,7 +104,6 @@ def link(raw: str) -> str:
 class ValidToken:
     user: User
     purpose: str
-    expires_at: int
 
 
 def check(raw: str) -> ValidToken:
@@ -117,7 +116,7 @@ def check(raw: str) -> ValidToken:
     user = db.session.get(User, row.user_id)
     if user is None or not user.active:
         raise TokenError(INVALID_LINK)
-    return ValidToken(user=user, purpose=row.purpose, expires_at=row.expires_at)
+    return ValidToken(user=user, purpose=row.purpose)
 
 
 def consume(raw: str, new_password: str) -> User:
@@ -205,13 +204,6 @@ def invitation_message(user: User, url: str) -> tuple[str, str]:
         f"{url}\n\nThe link works once. If you did not expect this, ignore this message.\n"
     )
     return "Your Bastion account", body
-
-
-def send_reset(user: User, *, forced: bool = False) -> None:
-    """Issue a reset link and email it to the user; raises MailError."""
-    url = link(issue(user, "reset"))
-    send_mail(user.email, *reset_message(user, url, forced=forced))
-    audit.record("auth.password_reset_sent", object_type="user", object_id=user.id)
 
 
 def send_invitation(user: User) -> str:

@@ -7,12 +7,13 @@ import shutil
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import select
 
 from bastion.db import db
-from bastion.default_roles import DEFAULT_ROLE_SLUGS, default_role, ensure_default_roles
+from bastion.default_roles import DEFAULT_ROLE_SLUGS, ensure_default_roles
 from bastion.identity import ADMIN_ROLE, create_user, ensure_role
 from bastion.keyfiles import CREDENTIALS_KEY, SESSION_KEY, ensure_secrets_dir, write_secret
-from bastion.models import Team, User
+from bastion.models import Role, Team, User
 from bastion.plugins import state
 from bastion.plugins.contributions import DemoContext, DemoUser
 from bastion.runtime import platform
@@ -61,7 +62,7 @@ def initialize(app: Flask, *, admin_email: str, admin_password: str, demo: bool)
         enabled = state.sync_new_plugins(plat.registry)
         # Every installation starts with the default roles, not only the demo.
         ensure_default_roles()
-        admin_role = ensure_role(ADMIN_ROLE, "Administrator", ["*"], "Every permission.")
+        admin_role = db.session.scalar(select(Role).where(Role.name == ADMIN_ROLE))
         create_user(
             app.extensions["bastion.passwords"],
             email=admin_email,
@@ -97,8 +98,8 @@ DEMO_USERS = (
 def load_demo(app: Flask, password: str) -> None:
     """Users in several roles, then each enabled plugin's demo records."""
     passwords = app.extensions["bastion.passwords"]
-    ensure_default_roles()
-    roles = {name: ensure_role(name, default_role(name).label) for name in DEMO_ROLES}
+    # initialize() created the default roles, the demo's among them.
+    roles = {r.name: r for r in db.session.scalars(select(Role).where(Role.name.in_(DEMO_ROLES)))}
     created = {}
     for user in DEMO_USERS:
         created[user.email] = create_user(
@@ -115,7 +116,7 @@ def load_demo(app: Flask, password: str) -> None:
     def grant(role: str, *permissions: str) -> None:
         if role not in roles:
             raise KeyError(f"The demo organization has no role {role!r}.")
-        ensure_role(role, default_role(role).label, permissions)
+        ensure_role(role, roles[role].label, permissions)
 
     demo = DemoContext(roles=DEMO_ROLES, users=DEMO_USERS, grant=grant)
     plat = platform(app)

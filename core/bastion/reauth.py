@@ -12,10 +12,11 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import g, jsonify, redirect, request, url_for
+from flask import g, redirect, request, url_for
 
 from bastion.runtime import platform
 from bastion.sessions import seconds_since_authentication
+from bastion.web.errors import problem
 
 View = TypeVar("View", bound=Callable[..., Any])
 REAUTH_NEEDED = "Confirm it is you: this action needs your password again."
@@ -38,19 +39,10 @@ def recent_auth_required(view: View) -> View:
         if recently_authenticated():
             return view(*args, **kwargs)
         if request.path.startswith("/api/") or request.headers.get("HX-Request"):
-            response = jsonify(
-                {
-                    "type": "about:blank",
-                    "title": "Re-authentication required",
-                    "status": 401,
-                    "detail": REAUTH_NEEDED,
-                }
-            )
-            response.status_code = 401
-            response.mimetype = "application/problem+json"
+            headers = {}
             if request.headers.get("HX-Request"):
-                response.headers["HX-Redirect"] = url_for("reauth.confirm", next=_back())
-            return response
+                headers["HX-Redirect"] = url_for("reauth.confirm", next=_back())
+            return problem(401, "Re-authentication required", REAUTH_NEEDED, headers=headers)
         return redirect(url_for("reauth.confirm", next=_back()))
 
     return wrapper  # type: ignore[return-value]

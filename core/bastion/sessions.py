@@ -123,10 +123,6 @@ def request_rotation(user_id: int) -> None:
     )
 
 
-def current_session_row() -> UserSession | None:
-    return _current_row()
-
-
 def seconds_since_authentication() -> int | None:
     """How long ago the signed-in user last proved who they are, or None without a session."""
     row = _current_row()

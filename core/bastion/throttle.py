@@ -169,39 +169,13 @@ def reserve(key: str, policy: Policy) -> bool:
 
 
 def is_blocked(key: str) -> bool:
-    """Is the key waiting out a delay right now? Only to choose an answer: a check
-    followed by :func:`record_failure` is not atomic, so limits use :func:`reserve`."""
+    """Is the key waiting out a delay right now? Only to choose an answer: a check made
+    before the attempt is counted is not atomic, so limits use :func:`reserve`."""
     with db.engine.connect() as connection:
         blocked_until = connection.scalar(
             select(AuthThrottle.blocked_until).where(AuthThrottle.key == key)
         )
     return blocked_until is not None and blocked_until > now()
-
-
-def record_failure(key: str, policy: Policy) -> None:
-    """Count a failure after the fact, growing the key's delay (not a limit by itself:
-    racing requests all get past a check made before it; use :func:`reserve`)."""
-    at = now()
-    failures = _next_failures(at)
-    with db.engine.begin() as connection:
-        _ensure_row(connection, key, at)
-        connection.execute(
-            update(AuthThrottle)
-            .where(AuthThrottle.key == key)
-            .values(
-                failures=failures,
-                last_attempt=at,
-                # Never shorten a block already running.
-                blocked_until=case(
-                    (
-                        AuthThrottle.blocked_until > at + _delay_sql(failures, policy),
-                        AuthThrottle.blocked_until,
-                    ),
-                    else_=at + _delay_sql(failures, policy),
-                ),
-            )
-        )
-        _maybe_prune(connection, at)
 
 
 def succeeded(key: str) -> None:

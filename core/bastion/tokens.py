@@ -19,14 +19,14 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bastion import audit
 from bastion.db import db
-from bastion.models import OBJECT_ACTIONS, ApiToken, User, utcnow
+from bastion.models import OBJECT_ACTIONS, ApiToken, User, as_utc, utcnow
 
 TOKEN_PREFIX = "bst_"  # noqa: S105  (a marker, not a secret)
 #: Characters of the token shown in lists ("bst_" and 8 random characters).
@@ -58,13 +58,6 @@ def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every time stored here is UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def token_scopes(token: ApiToken) -> frozenset[str] | None:
     """The token's scopes, or None when it carries all of its user's permissions."""
     if token.scopes is None:
@@ -79,7 +72,7 @@ def token_scopes(token: ApiToken) -> frozenset[str] | None:
 
 
 def is_expired(token: ApiToken, now: datetime | None = None) -> bool:
-    expires = _aware(token.expires_at)
+    expires = as_utc(token.expires_at)
     return expires is not None and expires <= (now or utcnow())
 
 
@@ -208,7 +201,7 @@ def create_token(
             "user_id": user.id,
             "name": name,
             "prefix": token.prefix,
-            "expires_at": _aware(token.expires_at).isoformat() if token.expires_at else None,
+            "expires_at": as_utc(token.expires_at).isoformat() if token.expires_at else None,
             "scopes": checked,
         },
     )
@@ -234,12 +227,6 @@ def check(raw: str | None) -> TokenCheck:
     return TokenCheck(token)
 
 
-def authenticate(raw: str | None) -> ApiToken | None:
-    """The live token matching ``raw``, or None."""
-    result = check(raw)
-    return result.token if result.reason is None else None
-
-
 def _record_use(token: ApiToken, now: datetime) -> None:
     """Set last_used_at at most once a minute, and audit the use when it is set.
 
@@ -248,7 +235,7 @@ def _record_use(token: ApiToken, now: datetime) -> None:
     conditional update makes the once-a-minute rule hold across processes too.
     """
     threshold = now - timedelta(seconds=USE_RESOLUTION_SECONDS)
-    last = _aware(token.last_used_at)
+    last = as_utc(token.last_used_at)
     if last is not None and last > threshold:
         return
     with db.engine.begin() as connection:

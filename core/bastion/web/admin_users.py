@@ -8,7 +8,7 @@ each is its own POST so the decorator guards exactly the sensitive action. Only 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,7 +21,7 @@ from bastion import accounts, authz, mfa_policy
 from bastion.access import requires
 from bastion.accounts import AccountError
 from bastion.db import db
-from bastion.models import Role, Team, User
+from bastion.models import Role, Team, User, as_utc
 from bastion.reauth import recent_auth_required
 from bastion.runtime import platform
 from bastion.web.params import bounded_int
@@ -40,8 +40,7 @@ def local_time(moment: datetime | None) -> str:
     """A stored UTC time in the viewer's own time zone, or "never"."""
     if moment is None:
         return "never"
-    if moment.tzinfo is None:  # SQLite keeps no zone; stored values are UTC
-        moment = moment.replace(tzinfo=UTC)
+    moment = as_utc(moment)
     try:
         zone = ZoneInfo(current_user.time_zone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
@@ -386,15 +385,12 @@ def sign_out_everywhere(user_id: int):
 # Teams --------------------------------------------------------------------------------
 
 
-def _team_rows() -> list[dict[str, Any]]:
-    return [{"team": t, "members": accounts.team_member_count(t)} for t in _all_teams()]
-
-
 def _render_teams(status: int = 200, form: dict[str, Any] | None = None):
+    teams, counts = _all_teams(), accounts.team_member_counts()
     return render_template(
         "admin/teams.html",
-        rows=_team_rows(),
-        teams=_all_teams(),
+        rows=[{"team": t, "members": counts.get(t.id, 0)} for t in teams],
+        teams=teams,
         form=form or {},
         managers=_manager_choices(),
     ), status
@@ -486,6 +482,7 @@ def update_team(team_id: int):
 
 @bp.post("/teams/<int:team_id>/delete")
 @requires("admin.users")
+@recent_auth_required
 def delete_team(team_id: int):
     team = _team_or_404(team_id)
     name = team.name
@@ -527,12 +524,10 @@ def _users_without_mfa() -> int:
 @requires("admin.roles")
 @recent_auth_required
 def update_security():
-    actor = _actor()
-    wanted_roles = set(request.form.getlist("require_mfa"))
-    changed = accounts.set_mfa_required_for_all(
-        request.form.get("required_for_all") == "yes", actor=actor
+    changed = accounts.set_mfa_requirement(
+        for_all=request.form.get("required_for_all") == "yes",
+        role_slugs=set(request.form.getlist("require_mfa")),
+        actor=_actor(),
     )
-    for role in _all_roles():
-        changed |= accounts.set_role_mfa(role.name, role.name in wanted_roles, actor=actor)
     flash("Saved the MFA requirement." if changed else "Nothing changed.", "success")
     return redirect(url_for("admin_users.security"))

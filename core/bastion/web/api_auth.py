@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Request, Response, current_app, g, jsonify, request
+from flask import Flask, Request, Response, current_app, g, request
 from flask.sessions import NullSession, SecureCookieSession
 from flask_login import current_user
 
 from bastion import audit, tokens
 from bastion.access import rule_for
+from bastion.web.errors import problem
 
 API_PREFIX = "/api/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -37,15 +38,6 @@ BEARER_NEEDED_DETAIL = (
 )
 SIGN_IN_NEEDED = "Sign in, or send an API token: Authorization: Bearer <token>."
 BAD_HEADER = "Send the API token as: Authorization: Bearer <token>."
-
-
-def problem(status: int, title: str, detail: str, *, headers: dict[str, str] | None = None):
-    """An RFC 9457 problem details response."""
-    response = jsonify({"type": "about:blank", "title": title, "status": status, "detail": detail})
-    response.status_code = status
-    response.mimetype = "application/problem+json"
-    response.headers.update(headers or {})
-    return response
 
 
 def _unauthorized(detail: str, *, error: str | None = None):

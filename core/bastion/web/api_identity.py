@@ -16,7 +16,7 @@ from bastion import tokens
 from bastion.access import login_required, requires, user_permissions
 from bastion.db import db
 from bastion.models import User
-from bastion.web.api_auth import problem
+from bastion.web.errors import problem
 from bastion.web.params import bounded_int
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

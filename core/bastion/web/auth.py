@@ -169,12 +169,17 @@ class PendingSignIn:
 
     @property
     def attempts_key(self) -> str:
-        return f"mfap:{self.nonce}"
+        return _attempts_key(self.nonce)
+
+
+def _attempts_key(nonce: str) -> str:
+    """Counts the codes tried for one pending sign-in (at most PENDING_ATTEMPTS)."""
+    return f"mfap:{nonce}"
 
 
 def _start_pending(user_id: int, target: str) -> None:
     nonce = secrets.token_urlsafe(18)
-    throttle.open_attempts(f"mfap:{nonce}")
+    throttle.open_attempts(_attempts_key(nonce))
     session[PENDING_FIELD] = {
         "user_id": user_id,
         "started": throttle.now(),

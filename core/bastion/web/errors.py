@@ -28,13 +28,18 @@ def _wants_json() -> bool:
     return best == "application/json" and not request.accept_mimetypes["text/html"]
 
 
+def problem(status: int, title: str, detail: str, *, headers: dict[str, str] | None = None):
+    """An RFC 9457 problem details response."""
+    response = jsonify({"type": "about:blank", "title": title, "status": status, "detail": detail})
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    response.headers.update(headers or {})
+    return response
+
+
 def _render(status: int, title: str, detail: str):
     if _wants_json():
-        body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-        response = jsonify(body)
-        response.status_code = status
-        response.mimetype = "application/problem+json"
-        return response
+        return problem(status, title, detail)
     try:
         return render_template("error.html", status=status, title=title, detail=detail), status
     except Exception:

@@ -15,11 +15,10 @@ from flask_login import current_user
 from bastion import audit, mfa
 from bastion.access import login_required
 from bastion.db import db
-from bastion.encryption import CredentialCipher, DecryptionError
+from bastion.encryption import DecryptionError
 from bastion.mfa_policy import mfa_required
 from bastion.models import User
 from bastion.reauth import recent_auth_required
-from bastion.runtime import platform
 
 bp = Blueprint("mfa", __name__, url_prefix="/account/mfa")
 
@@ -31,10 +30,6 @@ ENROL_CODE_FAILED = (
 RESTART_ENROLMENT = "Your setup expired. Scan the new QR code and enter the code again."
 
 
-def _cipher() -> CredentialCipher:
-    return CredentialCipher(platform().settings.secrets_dir)
-
-
 def _pending_context(user_id: int) -> str:
     return f"mfa.pending:{user_id}"
 
@@ -44,7 +39,7 @@ def _pending_secret(user: User) -> str | None:
     if not isinstance(token, str):
         return None
     try:
-        return _cipher().decrypt(token, context=_pending_context(user.id))
+        return mfa.cipher().decrypt(token, context=_pending_context(user.id))
     except DecryptionError:
         return None
 
@@ -76,7 +71,9 @@ def enrol():
     if secret is None:
         # Only the user's own cookie changes: the same QR code until it is confirmed.
         secret = mfa.new_secret()
-        session[PENDING_SECRET_FIELD] = _cipher().encrypt(secret, context=_pending_context(user.id))
+        session[PENDING_SECRET_FIELD] = mfa.cipher().encrypt(
+            secret, context=_pending_context(user.id)
+        )
     return _enrol_page(user, secret)
 
 

@@ -205,7 +205,7 @@ def forgot():
 
 
 def _forgot_page():
-    return render_template("password/forgot.html", mail_enabled=_settings().mail_enabled)
+    return render_template("password/forgot.html")
 
 
 @bp.post("/password/forgot")
@@ -324,9 +324,7 @@ def wait_for_background_jobs(timeout: float = 10.0) -> None:
 
 def _invalid_link(message: str):
     return (
-        render_template(
-            "password/invalid.html", message=message, mail_enabled=_settings().mail_enabled
-        ),
+        render_template("password/invalid.html", message=message),
         410,
     )
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request
 from flask_login import current_user
 
-from bastion import audit, throttle
+from bastion import audit, mfa, throttle
 from bastion.access import login_required
 from bastion.db import db
 from bastion.sessions import mark_authenticated
@@ -79,23 +79,17 @@ def confirm_submit():
         if not throttle.reserve(mfa_key, throttle.MFA_POLICY):
             return _throttled(user_id)
         code = request.form.get("code", "").strip()
-        valid = bool(code) and _second_factor_ok(user, code)
+        valid = bool(code) and mfa.check_second_factor(user, code)
         if valid:
             throttle.succeeded(mfa_key)
     if not valid:
-        audit.record("auth.reauth", object_type="user", object_id=user.id, outcome="failure")
-        return _render(422, WRONG if user.mfa_enabled else WRONG_NO_MFA)
+        audit.record("auth.reauth", object_type="user", object_id=user_id, outcome="failure")
+        return _render(422, WRONG if mfa_enabled else WRONG_NO_MFA)
     mark_authenticated()
-    audit.record("auth.reauth", object_type="user", object_id=user.id)
+    audit.record("auth.reauth", object_type="user", object_id=user_id)
     return redirect(_target(request.form.get("next")))
 
 
 def _throttled(user_id: int):
     audit.record("auth.reauth", object_type="user", object_id=user_id, outcome="throttled")
     return _render(429, THROTTLED)
-
-
-def _second_factor_ok(user, code: str) -> bool:
-    from bastion.mfa import check_second_factor  # imported when needed
-
-    return check_second_factor(user, code)

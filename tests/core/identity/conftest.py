@@ -8,6 +8,7 @@ import pytest
 
 from bastion.db import db
 from bastion.identity import create_user, ensure_role
+from bastion.logs import JsonFormatter
 from bastion.models import Role, User
 
 DEFAULT_PASSWORD = "a long enough test password"
@@ -43,3 +44,13 @@ def user_factory(app):
         return add_user(app, email, password, **kwargs)
 
     return make
+
+
+def logged_text(caplog) -> str:
+    """Every captured record as Bastion's log handler writes it, extra fields included.
+
+    ``caplog.text`` holds only the messages ("audit auth.sign_in"), so a secret passed
+    in an audit entry's fields would never show there.
+    """
+    formatter = JsonFormatter()
+    return "\n".join(formatter.format(record) for record in caplog.records)

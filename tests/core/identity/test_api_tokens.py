@@ -15,7 +15,7 @@ from bastion import tokens
 from bastion.db import db
 from bastion.models import ApiToken, User, UserSession, utcnow
 from tests.conftest import ADMIN_EMAIL, CSRF_RE, csrf_token, sign_in
-from tests.core.identity.conftest import add_user
+from tests.core.identity.conftest import add_user, logged_text
 
 NEW_TOKEN_RE = re.compile(r'id="new-token"[^>]*>([^<]+)<')
 CHECKED_SCOPE_RE = re.compile(r'name="scopes" value="([^"]+)" checked')
@@ -98,7 +98,7 @@ def test_token_created_on_the_page_is_shown_once_and_stored_hashed(app, admin_cl
 
     created = audit_entries(caplog, "token.create")
     assert created and created[-1].outcome == "success"
-    assert not any(raw in str(vars(r)) for r in caplog.records)
+    assert raw not in logged_text(caplog)
 
 
 def test_the_page_refuses_bad_input_with_a_sentence(admin_client):
@@ -125,8 +125,9 @@ def test_create_token_checks_scopes_against_what_the_user_holds(app):
             tokens.create_token(user, "long", expires_days=4000)
         token, raw = tokens.create_token(user, "plain", expires_days=None)
         assert token.expires_at is None and token.scopes is None
-        assert tokens.authenticate(raw).id == token.id
-        assert tokens.authenticate(raw[:-1] + "A" if raw[-1] != "A" else raw[:-1] + "B") is None
+        assert tokens.check(raw).token.id == token.id
+        tampered = raw[:-1] + ("A" if raw[-1] != "A" else "B")
+        assert tokens.check(tampered) == tokens.TokenCheck(None, "unknown")
 
 
 def test_token_creation_needs_a_recent_authentication(app, admin_client):
@@ -231,7 +232,8 @@ def test_garbage_tokens_are_refused_with_a_problem(app, header, caplog):
     assert response.headers["WWW-Authenticate"].startswith('Bearer realm="bastion"')
     failures = [r for r in audit_entries(caplog, "token.use") if r.outcome == "failure"]
     assert failures
-    assert not any("bst_garbage" in str(vars(r)) for r in caplog.records)
+    secret = header.partition(" ")[2]
+    assert not secret or secret not in logged_text(caplog)
 
 
 def test_revoked_expired_and_disabled_users_tokens_are_refused(app):

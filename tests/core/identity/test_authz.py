@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from flask import g
 
@@ -271,13 +273,15 @@ def test_hidden_stays_hidden_when_no_other_role_reads_the_object(app, org):
 def test_a_token_narrows_object_permissions(app, org):
     with app.test_request_context("/api/v1/contacts"):
         sam = _user("sam", org)
-        g.api_token_scopes = frozenset({"contacts:read"})
+        _made_with_token_of(sam, {"contacts:read"})
         assert authz.object_decision(sam, "contacts", "read").allowed
         refused = authz.object_decision(sam, "contacts", "edit")
         assert not refused.allowed
         assert refused.reason == "The API token does not carry contacts:edit."
         assert authz.reachable_owner_ids(sam, "leads") == frozenset()
         assert authz.field_access(sam, "contacts", "phone") == "read"
+        # Questions about someone else are not narrowed by the caller's token.
+        assert authz.object_decision(_user("maria", org), "contacts", "edit").allowed
     with app.test_request_context("/contacts"):
         # Without a token (a browser session) the user's own roles apply in full.
         assert authz.object_decision(_user("sam", org), "contacts", "edit").allowed
@@ -285,8 +289,15 @@ def test_a_token_narrows_object_permissions(app, org):
 
 def test_a_token_cannot_widen_the_users_roles(app, org):
     with app.test_request_context("/api/v1/cases"):
-        g.api_token_scopes = frozenset({"cases:read"})
-        assert not authz.object_decision(_user("sam", org), "cases", "read").allowed
+        sam = _user("sam", org)
+        _made_with_token_of(sam, {"cases:read"})
+        assert not authz.object_decision(sam, "cases", "read").allowed
+
+
+def _made_with_token_of(user, scopes: set[str]) -> None:
+    """What bastion.web.api_auth sets when a request carries the user's token."""
+    g.api_token = SimpleNamespace(user_id=user.id)
+    g.api_token_scopes = frozenset(scopes)
 
 
 def test_decisions_are_cached_per_request_but_see_changes_next_request(app, org):

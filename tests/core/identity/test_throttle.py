@@ -123,10 +123,15 @@ def test_a_success_resets_the_account_count(client, clock):
 
 
 def test_the_delay_grows_and_decays_after_a_quiet_hour(app, client, clock):
+    key = throttle.account_key(ADMIN_EMAIL)
+    delays = []
     for _ in range(7):
         sign_in(client, ADMIN_EMAIL, "wrong password, sorry")
+        with app.app_context():
+            row = db.session.get(AuthThrottle, key)
+            delays.append(row.blocked_until - row.last_attempt)
         clock.t += 60
-    key = throttle.account_key(ADMIN_EMAIL)
+    assert delays == [0, 0, 0, 0, 1, 2, 4]  # 4 free failures, then 2^(n-5) seconds
     with app.app_context():
         row = db.session.get(AuthThrottle, key)
         assert row.failures == 7
