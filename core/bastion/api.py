@@ -16,6 +16,20 @@ from bastion import __version__ as core_version
 from bastion.access import has_permission, login_required, public, requires
 from bastion.audit import record as audit_event
 from bastion.config import Settings
+from bastion.data.errors import (
+    BadQuery,
+    Conflict,
+    DuplicatesFound,
+    Forbidden,
+    NotFound,
+    RecordError,
+    ValidationFailed,
+)
+from bastion.data.events import RecordChange
+from bastion.data.query import Filter
+from bastion.data.records import Page, Record, RecordService
+from bastion.data.requests import request_service
+from bastion.data.values import Money, RecordLink
 from bastion.diagnostics import DatabaseHealth, database_health
 from bastion.plugins.contributions import (
     FIELD_TYPES,
@@ -28,6 +42,7 @@ from bastion.plugins.contributions import (
     Permission,
     PluginAssets,
     PluginManifest,
+    ValidationRule,
 )
 from bastion.plugins.hookspecs import hookimpl
 from bastion.reauth import recent_auth_required
@@ -67,19 +82,34 @@ def get_logger(plugin: str) -> logging.Logger:
 
 __all__ = [
     "FIELD_TYPES",
+    "BadQuery",
     "Blueprint",
+    "Conflict",
     "DashboardWidget",
     "DatabaseHealth",
     "DemoContext",
     "DemoUser",
+    "DuplicatesFound",
     "FieldDefinition",
+    "Filter",
+    "Forbidden",
+    "Money",
     "NavItem",
+    "NotFound",
     "ObjectDefinition",
+    "Page",
     "Permission",
     "PluginAssets",
     "PluginInfo",
     "PluginManifest",
+    "Record",
+    "RecordChange",
+    "RecordError",
+    "RecordLink",
+    "RecordService",
     "Settings",
+    "ValidationFailed",
+    "ValidationRule",
     "abort",
     "audit_event",
     "core_version",
@@ -97,6 +127,7 @@ __all__ = [
     "redirect",
     "render_template",
     "request",
+    "request_service",
     "requires",
     "url_for",
 ]

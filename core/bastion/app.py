@@ -12,6 +12,9 @@ from htmx_flask import Htmx
 from bastion import __version__, core_hooks
 from bastion.access import can, enforce_route_access
 from bastion.config import Settings, load_settings
+from bastion.data import models as _data_models  # noqa: F401  (registers the tables)
+from bastion.data.listeners import init_record_listeners
+from bastion.data.setup import sync_at_start
 from bastion.db import db, engine_options
 from bastion.identity import init_login
 from bastion.keyfiles import SESSION_KEY, SecretFileError, read_secret
@@ -126,6 +129,8 @@ def create_app(
         plat.blueprint_owner[blueprint.name] = "core"
     with app.app_context():
         register_plugins(app, plat)
+    init_record_listeners(app)
+    sync_at_start(app)
 
     app.before_request(enforce_route_access)
     app.after_request(log_response)

@@ -262,8 +262,13 @@ def upgrade(app: Flask) -> None:
     _ensure_credentials_key(platform(app).settings)
     ensure_default_roles()  # adds missing default roles; never overwrites edited ones
     db.session.commit()
+    from bastion.data.setup import sync_definitions
+
+    changed = sync_definitions(app)
     enabled = state.sync_new_plugins(platform(app).registry)
     click.echo(f"Schema: {before or 'empty'} -> {schema.current_revision()}.")
+    if changed:
+        click.echo(f"Data model: {len(changed)} definition changes applied.")
     if enabled:
         click.echo(f"Enabled new plugins: {', '.join(enabled)}.")
 

@@ -54,6 +54,11 @@ class Settings:
     mail_from: str = ""
     password_reset_minutes: int = 30
     invitation_hours: int = 72
+    # Country whose numbering plan applies to phone numbers typed without "+" (ISO
+    # 3166 code such as "DE" or "US"); empty: every number needs its country code.
+    phone_region: str = ""
+    # Currency of amounts entered without a code, unless the field names its own.
+    default_currency: str = "EUR"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.plugins.contributions import NavItem, Permission
+from bastion.data.base_objects import BASE_OBJECTS
+from bastion.plugins.contributions import NavItem, ObjectDefinition, Permission
 from bastion.plugins.hookspecs import hookimpl
 
 CORE_PERMISSIONS = (
@@ -21,6 +22,11 @@ CORE_PERMISSIONS = (
 @hookimpl
 def register_permissions() -> list[Permission]:
     return list(CORE_PERMISSIONS)
+
+
+@hookimpl
+def register_objects() -> list[ObjectDefinition]:
+    return list(BASE_OBJECTS)
 
 
 @hookimpl

@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import select
 
+from bastion.data.setup import sync_definitions
 from bastion.db import db
 from bastion.default_roles import DEFAULT_ROLE_SLUGS, ensure_default_roles
 from bastion.identity import ADMIN_ROLE, create_user, ensure_role
@@ -59,6 +60,7 @@ def initialize(app: Flask, *, admin_email: str, admin_password: str, demo: bool)
     plat = platform(app)
     with app.app_context():
         upgrade()
+        sync_definitions(app)
         enabled = state.sync_new_plugins(plat.registry)
         # Every installation starts with the default roles, not only the demo.
         ensure_default_roles()

@@ -35,8 +35,16 @@ FIELD_TYPES = frozenset(
         "many_to_many",
         "auto_number",
         "formula",
+        "record_link",
     }
 )
+#: Names every object has; a declared or custom field may not take them.
+STANDARD_FIELD_NAMES = frozenset(
+    {"id", "owner", "created_at", "created_by", "updated_at", "updated_by", "version"}
+)
+#: Types whose value is computed by the platform; nobody writes them.
+COMPUTED_TYPES = frozenset({"auto_number", "formula"})
+FORMULA_TYPES = frozenset({"text", "integer", "decimal", "date", "datetime", "boolean"})
 
 
 class ContributionError(ValueError):
@@ -166,10 +174,29 @@ class FieldDefinition:
     max_value: float | None = None
     pattern: str | None = None
     formula: str | None = None
+    #: What a formula computes: text, integer, decimal, date, datetime or boolean.
+    formula_type: str = "text"
+    #: Digits after the decimal point of a decimal, currency or percent field.
+    scale: int = 2
+    #: ISO 4217 code a currency amount takes when the input names none.
+    currency: str = "EUR"
+    #: Pattern of an auto-number, such as "Q-{0000}": the digits are zero-padded.
+    format: str = "{0}"
+    #: The detail view's section that shows the field.
+    section: str = ""
 
     def __post_init__(self) -> None:
-        if not _SNAKE.match(self.name):
-            raise ContributionError(f"Field name {self.name!r} must be snake_case.")
+        if not _SNAKE.match(self.name) or "__" in self.name or len(self.name) > 50:
+            raise ContributionError(
+                f"Field name {self.name!r} must be snake_case, at most 50 characters, "
+                "without a double underscore."
+            )
+        if self.name in STANDARD_FIELD_NAMES:
+            raise ContributionError(
+                f"Field name {self.name!r} is a standard field every object already has."
+            )
+        if not isinstance(self.label, str) or not self.label.strip():
+            raise ContributionError(f"Field {self.name!r} needs a label.")
         if self.type not in FIELD_TYPES:
             raise ContributionError(
                 f"Field {self.name!r} has unknown type {self.type!r}; "
@@ -181,6 +208,25 @@ class FieldDefinition:
             raise ContributionError(f"Field {self.name!r} is a {self.type} and needs options.")
         if self.type == "formula" and not self.formula:
             raise ContributionError(f"Field {self.name!r} is a formula and needs an expression.")
+        if self.type == "formula" and self.formula_type not in FORMULA_TYPES:
+            raise ContributionError(
+                f"Field {self.name!r}: a formula computes one of "
+                f"{', '.join(sorted(FORMULA_TYPES))}."
+            )
+        if self.on_delete not in ("restrict", "clear"):
+            raise ContributionError(f"Field {self.name!r}: on_delete is 'restrict' or 'clear'.")
+        if type(self.scale) is not int or not 0 <= self.scale <= 8:
+            raise ContributionError(f"Field {self.name!r}: scale must be 0 to 8 digits.")
+        if not re.fullmatch(r"[A-Z]{3}", self.currency or ""):
+            raise ContributionError(f"Field {self.name!r}: currency must be an ISO 4217 code.")
+        if self.type == "auto_number" and not re.search(r"\{0+\}", self.format):
+            raise ContributionError(
+                f"Field {self.name!r}: an auto-number format needs a {{0000}} placeholder."
+            )
+        if self.max_length is not None and (
+            type(self.max_length) is not int or self.max_length < 1
+        ):
+            raise ContributionError(f"Field {self.name!r}: max_length must be a positive integer.")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
@@ -188,6 +234,26 @@ class FieldDefinition:
                 raise ContributionError(
                     f"Field {self.name!r} has an invalid pattern: {exc}."
                 ) from None
+
+
+@dataclass(frozen=True)
+class ValidationRule:
+    """A check across fields: ``check`` is a formula that must be true for a valid record.
+
+    When it is false the record is refused with ``message``, shown beside ``field`` (or
+    above the form when None). Empty values make comparisons false; test for them with
+    ``is_empty(field)`` when a rule should only apply to filled-in values.
+    """
+
+    name: str
+    check: str
+    message: str
+    field: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(bool(_SNAKE.match(self.name)), f"Rule name {self.name!r} must be snake_case.")
+        _require(bool(self.check.strip()), f"Rule {self.name!r} needs a check.")
+        _require(bool(self.message.strip()), f"Rule {self.name!r} needs a message.")
 
 
 @dataclass(frozen=True)
@@ -201,6 +267,13 @@ class ObjectDefinition:
     icon: str = ""
     #: The field whose value names a record in lists and lookups.
     name_field: str | None = None
+    description: str = ""
+    #: Checks across fields, applied on every create and update.
+    rules: tuple[ValidationRule, ...] = ()
+    #: Groups of fields that identify a duplicate: each tuple matches when all its
+    #: fields match after normalization (emails lower-cased, phones in E.164, names
+    #: folded), e.g. (("email",), ("first_name", "last_name", "account")).
+    duplicate_keys: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not _SNAKE.match(self.name):
@@ -212,11 +285,20 @@ class ObjectDefinition:
             if item.name in seen:
                 raise ContributionError(f"Object {self.name!r} declares field {item.name!r} twice.")
             seen.add(item.name)
+        if len(self.name) > 40:
+            raise ContributionError(f"Object API name {self.name!r} is longer than 40 characters.")
         if self.name_field is not None and self.name_field not in seen:
             raise ContributionError(
                 f"Object {self.name!r} names its records by {self.name_field!r}, "
                 "which is not one of its fields."
             )
+        for group in self.duplicate_keys:
+            for name in group:
+                if name not in seen:
+                    raise ContributionError(
+                        f"Object {self.name!r}: duplicate key field {name!r} "
+                        "is not one of its fields."
+                    )
 
 
 @dataclass(frozen=True)

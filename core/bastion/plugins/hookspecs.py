@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import click
     from flask import Blueprint, Flask
 
+    from bastion.data.events import RecordChange
     from bastion.plugins.contributions import (
         DashboardWidget,
         DemoContext,
@@ -77,3 +78,13 @@ def load_demo_data(app: Flask, demo: DemoContext) -> None:
 @hookspec
 def startup(app: Flask) -> None:
     """Prepare the plugin in a server process, once, when it is first seen enabled."""
+
+
+@hookspec
+def record_changing(change: RecordChange) -> dict[str, str] | None:
+    """Check or adjust a record about to be written: return {field: message} to refuse it."""
+
+
+@hookspec
+def record_changed(change: RecordChange) -> None:
+    """React to a record written (created, updated, deleted, merged), in its transaction."""

@@ -1,0 +1,718 @@
+"""Changing definitions: plugin declarations synced at start-up, administrators' edits.
+
+Every change runs in one transaction that first bumps ``data_revision`` (which also
+serializes concurrent changes: the row is locked until commit), then writes the
+definition rows, then the DDL. Both SQLite and PostgreSQL roll DDL back with the
+transaction, so a failed change leaves schema and definitions as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select, update
+
+from bastion.data import storage
+from bastion.data.catalog import (
+    STANDARD_FIELDS,
+    Catalog,
+    FieldMeta,
+    ObjectMeta,
+    field_meta_from_row,
+    forget_catalog,
+    load_catalog,
+)
+from bastion.data.formulas import FormulaError, check_formula
+from bastion.data.models import DataRevision, FieldRow, ObjectRow
+from bastion.data.values import FieldValueError, ValueContext, check, parse
+from bastion.db import db
+from bastion.models import utcnow
+from bastion.plugins.contributions import (
+    FIELD_TYPES,
+    ContributionError,
+    FieldDefinition,
+    ObjectDefinition,
+    ValidationRule,
+)
+
+log = logging.getLogger(__name__)
+
+#: Types that can be stored encrypted (lookups, computed and list types cannot).
+ENCRYPTABLE = frozenset(
+    {"text", "long_text", "email", "phone", "url", "integer", "decimal", "date"}
+)
+#: Settings a plugin's field keeps from its code; administrators may change the rest.
+ADMIN_EDITABLE_DECLARED = frozenset({"label", "help_text", "section", "position"})
+ADMIN_EDITABLE_CUSTOM = ADMIN_EDITABLE_DECLARED | {
+    "required",
+    "unique",
+    "indexed",
+    "searchable",
+    "personal_data",
+    "default",
+    "options",
+    "max_length",
+    "min_value",
+    "max_value",
+    "pattern",
+    "formula",
+    "on_delete",
+}
+SPEC_KEYS = frozenset(f.name for f in dataclasses.fields(FieldDefinition))
+OBJECT_SPEC_KEYS = frozenset(
+    {"name", "label", "label_plural", "icon", "description", "name_field", "fields", "rules"}
+)
+RESERVED_OBJECTS = frozenset({"meta", "search", "openapi", "users", "teams", "me", "tokens"})
+
+
+class DefinitionError(ValueError):
+    """A definition change that cannot be made; the message says why and what to do."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _bump_revision() -> None:
+    """Take the definitions lock (the revision row) and announce a change."""
+    db.session.execute(
+        update(DataRevision).where(DataRevision.id == 1).values(revision=DataRevision.revision + 1)
+    )
+
+
+def _fresh_catalog() -> Catalog:
+    from bastion.data.catalog import stored_revision
+
+    return load_catalog(stored_revision())
+
+
+def _row_values(item: FieldDefinition) -> dict[str, Any]:
+    return {
+        "type": item.type,
+        "label": item.label,
+        "help_text": item.help_text,
+        "required": item.required,
+        "unique": item.unique,
+        "indexed": item.indexed,
+        "searchable": item.searchable,
+        "encrypted": item.encrypted,
+        "personal_data": item.personal_data,
+        "default": json.dumps(item.default),
+        "options": json.dumps(list(item.options)),
+        "target": item.target,
+        "on_delete": item.on_delete,
+        "max_length": item.max_length,
+        "min_value": None if item.min_value is None else str(item.min_value),
+        "max_value": None if item.max_value is None else str(item.max_value),
+        "pattern": item.pattern,
+        "formula": item.formula,
+        "formula_type": item.formula_type,
+        "scale": item.scale,
+        "currency": item.currency,
+        "format": item.format,
+        "section": item.section,
+    }
+
+
+def _rules_json(rules: tuple[ValidationRule, ...]) -> str:
+    return json.dumps([dataclasses.asdict(rule) for rule in rules])
+
+
+def _check_field(item: FieldDefinition, field_names: set[str], objects: set[str]) -> None:
+    """Consistency a FieldDefinition cannot check alone: targets, formulas, defaults."""
+    if item.type in {"lookup", "many_to_many"} and item.target not in objects:
+        raise DefinitionError(
+            f"{item.label}: there is no object {item.target!r} to point to.", "target"
+        )
+    if item.encrypted and item.type not in ENCRYPTABLE:
+        raise DefinitionError(
+            f"{item.label}: a {item.type} field cannot be encrypted.", "encrypted"
+        )
+    if item.encrypted and (item.unique or item.indexed or item.searchable):
+        raise DefinitionError(
+            f"{item.label}: an encrypted field cannot be unique, indexed or searchable, "
+            "because its stored value is ciphertext.",
+            "encrypted",
+        )
+    if item.type == "formula" and item.formula:
+        try:
+            check_formula(item.formula, field_names | set(STANDARD_FIELDS))
+        except FormulaError as exc:
+            raise DefinitionError(f"{item.label}: {exc}", "formula") from None
+    if item.default is not None:
+        meta = FieldMeta(**{k: getattr(item, k) for k in _META_KEYS if hasattr(item, k)})
+        try:
+            check(meta, parse(meta, item.default, ValueContext()))
+        except FieldValueError as exc:
+            raise DefinitionError(f"Default value: {exc}", "default") from None
+
+
+_META_KEYS = tuple(f.name for f in dataclasses.fields(FieldMeta))
+
+
+def field_from_spec(spec: Mapping[str, Any]) -> FieldDefinition:
+    """A FieldDefinition from an API body or admin form; DefinitionError names the key."""
+    if not isinstance(spec, Mapping):
+        raise DefinitionError("A field is described by a JSON object.")
+    unknown = set(spec) - SPEC_KEYS
+    if unknown:
+        raise DefinitionError(
+            f"Unknown field settings: {', '.join(sorted(unknown))}.", sorted(unknown)[0]
+        )
+    for key in ("name", "label", "type"):
+        if not isinstance(spec.get(key), str) or not spec.get(key, "").strip():
+            raise DefinitionError(f"A field needs a {key}.", key)
+    if spec["type"] not in FIELD_TYPES:
+        raise DefinitionError(
+            f"Unknown field type {spec['type']!r}; use one of {', '.join(sorted(FIELD_TYPES))}.",
+            "type",
+        )
+    values = dict(spec)
+    if "options" in values:
+        options = values["options"]
+        if isinstance(options, str):
+            options = [line.strip() for line in options.splitlines() if line.strip()]
+        if not isinstance(options, list | tuple) or not all(isinstance(o, str) for o in options):
+            raise DefinitionError("Options are a list of texts.", "options")
+        if len(set(options)) != len(options) or any(";" in o for o in options):
+            raise DefinitionError("Options must be distinct and may not contain ';'.", "options")
+        values["options"] = tuple(o.strip() for o in options)
+    for key in ("min_value", "max_value"):
+        if values.get(key) not in (None, ""):
+            try:
+                values[key] = Decimal(str(values[key]))
+            except InvalidOperation:
+                raise DefinitionError(f"{key} must be a number.", key) from None
+        else:
+            values[key] = None
+    for key in ("required", "unique", "indexed", "searchable", "encrypted", "personal_data"):
+        if key in values and not isinstance(values[key], bool):
+            raise DefinitionError(f"{key} must be true or false.", key)
+    for key in ("max_length", "scale"):
+        if key in values and values[key] is not None and type(values[key]) is not int:
+            raise DefinitionError(f"{key} must be a whole number.", key)
+    if values.get("pattern") == "":
+        values["pattern"] = None
+    if "label" in values:
+        values["label"] = values["label"].strip()[:100]
+    try:
+        return FieldDefinition(**values)
+    except ContributionError as exc:
+        raise DefinitionError(str(exc)) from None
+    except TypeError as exc:
+        raise DefinitionError(f"The field is not described correctly: {exc}.") from None
+
+
+# --------------------------------------------------------------------------- plugin sync
+
+
+def sync_declared(declared: Mapping[str, tuple[str, ObjectDefinition]]) -> list[str]:
+    """Bring stored definitions and tables in step with what installed plugins declare.
+
+    Returns a line per change (empty when nothing changed, in which case nothing is
+    written and the revision stays). Fields a plugin stops declaring are removed
+    (hidden, data kept); a declared type change is refused with a logged error.
+    """
+    changes: list[str] = []
+    objects = {row.name: row for row in db.session.scalars(select(ObjectRow))}
+    fields: dict[tuple[str, str], FieldRow] = {
+        (row.object_name, row.name): row for row in db.session.scalars(select(FieldRow))
+    }
+    pending: list[Any] = []
+    for name, (plugin, definition) in declared.items():
+        row = objects.get(name)
+        if row is not None and row.plugin != plugin:
+            log.error(
+                "Object %s is declared by %s but already belongs to %s; ignored.",
+                name,
+                plugin,
+                row.plugin or "an administrator",
+            )
+            continue
+        desired = {
+            "plugin": plugin,
+            "name_field": definition.name_field,
+            "rules": _rules_json(definition.rules),
+            "duplicate_keys": json.dumps([list(g) for g in definition.duplicate_keys]),
+            "retired": False,
+            "icon": definition.icon,
+            "description": definition.description,
+        }
+        labels = {"label": definition.label, "label_plural": definition.label_plural}
+        if row is None:
+            pending.append(ObjectRow(name=name, **desired, **labels))
+            changes.append(f"object {name} added")
+        else:
+            wanted = desired | ({} if row.relabelled else labels)
+            if any(getattr(row, k) != v for k, v in wanted.items()):
+                pending.append((row, wanted))
+                changes.append(f"object {name} updated")
+        for position, item in enumerate(definition.fields):
+            frow = fields.get((name, item.name))
+            values = _row_values(item) | {
+                "position": position,
+                "plugin": plugin,
+                "status": "active",
+            }
+            if frow is None:
+                pending.append(FieldRow(object_name=name, name=item.name, **values))
+                changes.append(f"field {name}.{item.name} added")
+                continue
+            if frow.plugin != plugin:
+                log.error("Field %s.%s belongs to someone else; ignored.", name, item.name)
+                continue
+            if frow.type != item.type:
+                log.error(
+                    "Plugin %s changed the type of %s.%s from %s to %s; a plugin must migrate "
+                    "its data itself. The stored type is kept.",
+                    plugin,
+                    name,
+                    item.name,
+                    frow.type,
+                    item.type,
+                )
+                values["type"] = frow.type
+            if frow.status == "purged":
+                continue
+            if frow.relabelled:
+                for key in ADMIN_EDITABLE_DECLARED:
+                    values.pop(key, None)
+            if any(getattr(frow, k) != v for k, v in values.items()):
+                pending.append((frow, values))
+                changes.append(f"field {name}.{item.name} updated")
+        declared_names = {item.name for item in definition.fields}
+        for (object_name, field_name), frow in fields.items():
+            if (
+                object_name == name
+                and frow.plugin == plugin
+                and field_name not in declared_names
+                and frow.status == "active"
+            ):
+                pending.append((frow, {"status": "removed", "removed_at": utcnow()}))
+                changes.append(f"field {name}.{field_name} removed (data kept)")
+    for name, row in objects.items():
+        if row.plugin is not None and name not in declared and not row.retired:
+            pending.append((row, {"retired": True}))
+            changes.append(f"object {name} retired (data kept)")
+    if not changes and _tables_complete():
+        return []
+    _bump_revision()
+    # Objects before their fields: the two tables have no ORM relationship to order them.
+    for phase in (ObjectRow, FieldRow):
+        for item in pending:
+            if isinstance(item, tuple):
+                target, values = item
+                for key, value in values.items():
+                    setattr(target, key, value)
+            elif isinstance(item, phase):
+                db.session.add(item)
+        db.session.flush()
+    catalog = _fresh_catalog()
+    _apply_storage(catalog)
+    db.session.commit()
+    forget_catalog()
+    return changes
+
+
+def _tables_complete() -> bool:
+    """Whether every stored object has its table and every stored field its columns."""
+    catalog = _fresh_catalog()
+    connection = db.session.connection()
+    present = storage.existing_tables(connection)
+    for meta in catalog.objects.values():
+        if meta.table_name not in present:
+            return False
+        columns = storage.existing_columns(connection, meta.table_name)
+        if any(c.name not in columns for c in catalog.table(meta.name).columns):
+            return False
+    return all(t.name in present for t in catalog.junctions.values())
+
+
+def _apply_storage(catalog: Catalog) -> None:
+    """Create missing tables; add missing columns, indexes and junction tables."""
+    connection = db.session.connection()
+    present = storage.existing_tables(connection)
+    missing = [
+        catalog.table(m.name) for m in catalog.objects.values() if m.table_name not in present
+    ]
+    missing += [t for t in catalog.junctions.values() if t.name not in present]
+    if missing:
+        catalog.metadata.create_all(connection, tables=missing)
+    created = {table.name for table in missing}
+    for meta in catalog.objects.values():
+        if meta.table_name in created:
+            continue
+        columns = storage.existing_columns(connection, meta.table_name)
+        indexes = {ix["name"] for ix in storage.inspect(connection).get_indexes(meta.table_name)}
+        for item in meta.all_fields.values():
+            if item.standard or item.purged or not item.in_row:
+                continue
+            if item.name not in columns:
+                storage.add_field_storage(connection, meta, item, catalog.tables)
+                continue
+            for index in catalog.table(meta.name).indexes:
+                if index.name not in indexes and item.name in index.columns:
+                    connection.execute(storage.CreateIndex(index))
+
+
+# --------------------------------------------------------------------------- administrators
+
+
+def _object_row(name: str) -> ObjectRow:
+    row = db.session.get(ObjectRow, name)
+    if row is None or row.retired:
+        raise DefinitionError(f"There is no object {name!r}.")
+    return row
+
+
+def _field_row(object_name: str, field_name: str) -> FieldRow:
+    row = db.session.scalar(
+        select(FieldRow).where(FieldRow.object_name == object_name, FieldRow.name == field_name)
+    )
+    if row is None or row.status == "purged":
+        raise DefinitionError(f"{object_name} has no field {field_name!r}.")
+    return row
+
+
+def _run(change: Any) -> Any:
+    """Run a definition change in one transaction; roll everything back on any error."""
+    try:
+        _bump_revision()
+        result = change()
+        db.session.commit()
+    except DefinitionError:
+        db.session.rollback()
+        raise
+    except Exception as exc:  # DDL refused by the database, e.g. duplicates for unique
+        db.session.rollback()
+        log.warning("Definition change failed: %s", type(exc).__name__)
+        raise DefinitionError(
+            f"The database refused the change, so nothing was changed{_database_hint(exc)}."
+        ) from None
+    forget_catalog()
+    return result
+
+
+def _database_hint(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "unique" in text or "duplicate" in text:
+        return ": existing records have the same value twice, so it cannot be unique"
+    return ""
+
+
+def add_field(object_name: str, spec: Mapping[str, Any]) -> FieldMeta:
+    """Add a custom field to any object; returns its definition."""
+    item = field_from_spec(spec)
+
+    def change() -> FieldMeta:
+        _object_row(object_name)
+        catalog = _fresh_catalog()
+        meta = catalog.get(object_name)
+        if item.name in meta.all_fields:
+            state = (
+                " (removed; restore or purge it first)"
+                if meta.all_fields[item.name].removed
+                else ""
+            )
+            raise DefinitionError(f"{meta.label} already has a field {item.name!r}{state}.", "name")
+        _check_field(item, set(meta.all_fields), set(catalog.objects))
+        position = max((f.position for f in meta.all_fields.values()), default=0) + 1
+        row = FieldRow(
+            object_name=object_name,
+            name=item.name,
+            plugin=None,
+            status="active",
+            position=position,
+            **_row_values(item),
+        )
+        db.session.add(row)
+        db.session.flush()
+        fresh = _fresh_catalog()
+        storage.add_field_storage(
+            db.session.connection(), fresh.get(object_name), field_meta_from_row(row), fresh.tables
+        )
+        return field_meta_from_row(row)
+
+    return _run(change)
+
+
+def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
+    """Create a custom object with its fields (lookups may point at itself)."""
+    if not isinstance(spec, Mapping):
+        raise DefinitionError("An object is described by a JSON object.")
+    unknown = set(spec) - OBJECT_SPEC_KEYS
+    if unknown:
+        raise DefinitionError(f"Unknown object settings: {', '.join(sorted(unknown))}.")
+    name = spec.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{1,39}", name) or "__" in name:
+        raise DefinitionError(
+            "An object's API name is plural snake_case of 2 to 40 characters, such as 'projects'.",
+            "name",
+        )
+    if name in RESERVED_OBJECTS:
+        raise DefinitionError(f"{name!r} is reserved; choose another API name.", "name")
+    label = str(spec.get("label") or "").strip()
+    plural = str(spec.get("label_plural") or "").strip() or (label + "s" if label else "")
+    if not label:
+        raise DefinitionError("An object needs a label.", "label")
+    raw_fields = spec.get("fields") or []
+    if not isinstance(raw_fields, list):
+        raise DefinitionError("fields is a list of field descriptions.", "fields")
+    items = [field_from_spec(raw) for raw in raw_fields]
+    rules = _rules_from(spec.get("rules") or [])
+    try:
+        definition = ObjectDefinition(
+            name=name,
+            label=label[:100],
+            label_plural=plural[:100],
+            fields=tuple(items),
+            icon=str(spec.get("icon") or ""),
+            name_field=spec.get("name_field") or (items[0].name if items else None),
+            description=str(spec.get("description") or ""),
+            rules=rules,
+        )
+    except ContributionError as exc:
+        raise DefinitionError(str(exc)) from None
+
+    def change() -> ObjectMeta:
+        if db.session.get(ObjectRow, name) is not None:
+            raise DefinitionError(f"An object named {name!r} already exists.", "name")
+        catalog = _fresh_catalog()
+        if f"obj_{name}" in storage.existing_tables(db.session.connection()):
+            raise DefinitionError(f"A table for {name!r} is left from before; pick another name.")
+        names = {item.name for item in items}
+        for item in items:
+            _check_field(item, names, set(catalog.objects) | {name})
+        db.session.add(
+            ObjectRow(
+                name=name,
+                label=definition.label,
+                label_plural=definition.label_plural,
+                icon=definition.icon,
+                description=definition.description,
+                plugin=None,
+                name_field=definition.name_field,
+                rules=_rules_json(definition.rules),
+                duplicate_keys="[]",
+                sensitive=False,
+                retired=False,
+                relabelled=False,
+            )
+        )
+        db.session.flush()
+        for position, item in enumerate(items):
+            db.session.add(
+                FieldRow(
+                    object_name=name,
+                    name=item.name,
+                    plugin=None,
+                    status="active",
+                    position=position,
+                    **_row_values(item),
+                )
+            )
+        db.session.flush()
+        fresh = _fresh_catalog()
+        _apply_storage(fresh)
+        return fresh.get(name)
+
+    return _run(change)
+
+
+def _rules_from(raw: Any) -> tuple[ValidationRule, ...]:
+    if not isinstance(raw, list):
+        raise DefinitionError("rules is a list of {name, check, message, field}.", "rules")
+    rules = []
+    for item in raw:
+        if not isinstance(item, Mapping) or set(item) - {"name", "check", "message", "field"}:
+            raise DefinitionError("Each rule has name, check, message and optionally field.")
+        try:
+            rules.append(ValidationRule(**item))
+        except (ContributionError, TypeError) as exc:
+            raise DefinitionError(str(exc), "rules") from None
+    return tuple(rules)
+
+
+def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
+    """Relabel an object, change its name field, description, icon or rules."""
+    allowed = {"label", "label_plural", "icon", "description", "name_field", "rules", "sensitive"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise DefinitionError(f"These cannot be changed: {', '.join(sorted(unknown))}.")
+
+    def change() -> ObjectMeta:
+        row = _object_row(object_name)
+        meta = _fresh_catalog().get(object_name)
+        for key, value in changes.items():
+            if key in {"label", "label_plural"}:
+                if not isinstance(value, str) or not value.strip():
+                    raise DefinitionError(f"{key} cannot be empty.", key)
+                setattr(row, key, value.strip()[:100])
+                row.relabelled = True
+            elif key == "name_field":
+                if value is not None and value not in meta.declared_fields:
+                    raise DefinitionError(f"{meta.label} has no field {value!r}.", key)
+                row.name_field = value
+            elif key == "rules":
+                rules = _rules_from(value)
+                for rule in rules:
+                    try:
+                        check_formula(rule.check, set(meta.all_fields))
+                    except FormulaError as exc:
+                        raise DefinitionError(f"Rule {rule.name}: {exc}", "rules") from None
+                row.rules = _rules_json(rules)
+            elif key == "sensitive":
+                row.sensitive = bool(value)
+            else:
+                setattr(row, key, str(value or "")[:2000])
+        db.session.flush()
+        return _fresh_catalog().get(object_name)
+
+    return _run(change)
+
+
+def update_field(object_name: str, field_name: str, changes: Mapping[str, Any]) -> FieldMeta:
+    """Change a field's settings; a plugin's field only takes label, help, section, order."""
+
+    def change() -> FieldMeta:
+        row = _field_row(object_name, field_name)
+        if row.status != "active":
+            raise DefinitionError(f"{row.label} is removed; restore it first.")
+        allowed = ADMIN_EDITABLE_CUSTOM if row.plugin is None else ADMIN_EDITABLE_DECLARED
+        refused = set(changes) - allowed
+        if refused:
+            owner = "this custom field" if row.plugin is None else f"a field of {row.plugin}"
+            raise DefinitionError(
+                f"These settings of {owner} cannot be changed: {', '.join(sorted(refused))}.",
+                sorted(refused)[0],
+            )
+        before = field_meta_from_row(row)
+        spec = {k: getattr(before, k) for k in SPEC_KEYS if hasattr(before, k)}
+        spec.update(changes)
+        item = field_from_spec(spec)
+        meta = _fresh_catalog().get(object_name)
+        _check_field(item, set(meta.all_fields), set(_fresh_catalog().objects))
+        values = _row_values(item)
+        if "position" in changes:
+            if type(changes["position"]) is not int:
+                raise DefinitionError("position must be a whole number.", "position")
+            values["position"] = changes["position"]
+        if row.plugin is not None and ({"label", "help_text"} & set(changes)):
+            row.relabelled = True
+        for key, value in values.items():
+            setattr(row, key, value)
+        db.session.flush()
+        after = field_meta_from_row(row)
+        if (before.unique, before.indexed) != (after.unique, after.indexed) and after.in_row:
+            connection = db.session.connection()
+            storage.drop_field_indexes(connection, meta, before)
+            table = _fresh_catalog().table(object_name)
+            storage.create_field_indexes(connection, table, object_name, field_name)
+        return after
+
+    return _run(change)
+
+
+def remove_field(object_name: str, field_name: str) -> None:
+    """Hide a custom field everywhere; its column and data stay until purged."""
+
+    def change() -> None:
+        row = _field_row(object_name, field_name)
+        if row.plugin is not None:
+            raise DefinitionError(
+                f"{row.label} belongs to the plugin {row.plugin}; disable the plugin instead."
+            )
+        if row.status != "active":
+            raise DefinitionError(f"{row.label} is already removed.")
+        obj = _object_row(object_name)
+        if obj.name_field == field_name:
+            raise DefinitionError(
+                f"{row.label} names the records of {obj.label_plural}; choose another name "
+                "field first."
+            )
+        row.status = "removed"
+        row.removed_at = utcnow()
+
+    _run(change)
+
+
+def restore_field(object_name: str, field_name: str) -> None:
+    def change() -> None:
+        row = _field_row(object_name, field_name)
+        if row.status != "removed":
+            raise DefinitionError(f"{row.label} is not removed.")
+        row.status = "active"
+        row.removed_at = None
+
+    _run(change)
+
+
+def purge_field(object_name: str, field_name: str) -> None:
+    """Erase a removed field's data for good (its column too where the database can)."""
+
+    def change() -> None:
+        row = _field_row(object_name, field_name)
+        if row.status != "removed":
+            raise DefinitionError(f"Remove {row.label} before purging it.")
+        catalog = _fresh_catalog()
+        meta = catalog.objects[object_name]
+        storage.purge_field_storage(db.session.connection(), meta, meta.all_fields[field_name])
+        row.status = "purged"
+
+    _run(change)
+
+
+def definition_as_json(meta: FieldMeta) -> dict[str, Any]:
+    """A field's definition for the meta API and the admin pages."""
+    data = {
+        "name": meta.name,
+        "label": meta.label,
+        "type": meta.type,
+        "help_text": meta.help_text,
+        "required": meta.required,
+        "unique": meta.unique,
+        "indexed": meta.indexed,
+        "searchable": meta.searchable,
+        "encrypted": meta.encrypted,
+        "personal_data": meta.personal_data,
+        "read_only": not meta.writable,
+        "standard": meta.standard,
+        "custom": meta.custom,
+        "plugin": meta.plugin,
+        "section": meta.section,
+    }
+    if meta.default is not None:
+        data["default"] = meta.default
+    if meta.options:
+        data["options"] = list(meta.options)
+    if meta.target:
+        data["target"] = meta.target
+    if meta.type == "lookup" and not meta.standard:
+        data["on_delete"] = meta.on_delete
+    if meta.max_length is not None:
+        data["max_length"] = meta.max_length
+    if meta.min_value is not None:
+        data["min_value"] = str(meta.min_value)
+    if meta.max_value is not None:
+        data["max_value"] = str(meta.max_value)
+    if meta.pattern:
+        data["pattern"] = meta.pattern
+    if meta.type == "formula":
+        data["formula"] = meta.formula
+        data["formula_type"] = meta.formula_type
+    if meta.type in {"decimal", "currency", "percent"}:
+        data["scale"] = meta.scale
+    if meta.type == "currency":
+        data["currency"] = meta.currency
+    if meta.type == "auto_number":
+        data["format"] = meta.format
+    return data

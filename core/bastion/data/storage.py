@@ -1,0 +1,299 @@
+"""Real tables and columns for the definitions, kept in step on SQLite and PostgreSQL.
+
+Each object has a table ``obj_<name>`` with the standard columns and one column per
+stored field (a currency field adds ``<name>__currency``, a record link
+``<name>__object``); a many-to-many field has a junction table. Indexes back indexed,
+unique and lookup fields. DDL runs on the caller's connection inside its transaction,
+which both databases roll back, so a failed change leaves nothing half done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
+from sqlalchemy.types import TypeDecorator
+
+from bastion.data.catalog import FieldMeta, ObjectMeta, junction_table_name
+
+MAX_IDENTIFIER = 63  # PostgreSQL's limit; SQLite has none
+
+
+def identifier(name: str) -> str:
+    """``name`` if short enough for PostgreSQL, else a prefix with a stable hash."""
+    if len(name) <= MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: MAX_IDENTIFIER - 11]}_{digest}"
+
+
+class ScaledDecimal(TypeDecorator):
+    """An exact decimal stored as a scaled integer: SQLite has no exact numeric type."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        return int(Decimal(value).scaleb(self.scale).to_integral_value())
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)).scaleb(-self.scale)
+
+
+class UtcDateTime(TypeDecorator):
+    """Datetimes stored as naive UTC and handed back aware, on both databases."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+TEXT_LENGTHS = {"text": 255, "email": 254, "phone": 40, "url": 2048, "picklist": 255}
+
+
+def column_type(meta: FieldMeta) -> Any:
+    if meta.encrypted:
+        return Text()  # ciphertext, whatever the type
+    kind = meta.type
+    if kind in TEXT_LENGTHS:
+        return String(max(meta.max_length or 0, TEXT_LENGTHS[kind]))
+    if kind in {"long_text", "multi_picklist"}:
+        return Text()
+    if kind in {"integer", "lookup", "record_link"}:
+        return BigInteger()
+    if kind in {"decimal", "currency", "percent"}:
+        return ScaledDecimal(meta.scale)
+    if kind == "date":
+        return Date()
+    if kind == "datetime":
+        return UtcDateTime()
+    if kind == "boolean":
+        return Boolean()
+    if kind == "auto_number":
+        return String(64)
+    raise ValueError(f"Type {kind} has no column.")
+
+
+def field_columns(meta: FieldMeta, *, with_fk: bool = True) -> list[Column]:
+    """The columns a field occupies in its object's table (none for formulas, m2m)."""
+    if not meta.in_row or meta.standard or meta.purged:
+        return []
+    foreign = []
+    if with_fk and meta.type == "lookup" and not meta.encrypted and meta.target:
+        foreign = [ForeignKey(f"obj_{meta.target}.id", name=None)]
+    columns = [Column(meta.name, column_type(meta), *foreign, nullable=True)]
+    if meta.type == "currency" and not meta.encrypted:
+        columns.append(Column(f"{meta.name}__currency", String(3), nullable=True))
+    if meta.type == "record_link" and not meta.encrypted:
+        columns.append(Column(f"{meta.name}__object", String(40), nullable=True))
+    return columns
+
+
+def field_indexes(meta: ObjectMeta, item: FieldMeta, table: Table) -> list[Index]:
+    if not item.in_row or item.standard or item.purged or item.encrypted:
+        return []
+    base = f"{meta.name}_{item.name}"
+    if item.unique or item.type == "auto_number":
+        return [Index(identifier(f"uq_{base}"), table.c[item.name], unique=True)]
+    if item.type == "record_link":
+        return [
+            Index(identifier(f"ix_{base}"), table.c[f"{item.name}__object"], table.c[item.name])
+        ]
+    if item.indexed or item.type == "lookup":
+        return [Index(identifier(f"ix_{base}"), table.c[item.name])]
+    return []
+
+
+def _standard_columns() -> list[Column]:
+    return [
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("owner", BigInteger, ForeignKey("users.id"), nullable=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("created_by", BigInteger, ForeignKey("users.id", ondelete="SET NULL")),
+        Column("updated_at", UtcDateTime, nullable=False),
+        Column("updated_by", BigInteger, ForeignKey("users.id", ondelete="SET NULL")),
+        Column("version", Integer, nullable=False, default=1),
+    ]
+
+
+def build_tables(
+    objects: dict[str, ObjectMeta],
+) -> tuple[MetaData, dict[str, Table], dict[tuple[str, str], Table]]:
+    metadata = MetaData()
+    Table("users", metadata, Column("id", Integer, primary_key=True))
+    tables: dict[str, Table] = {}
+    junctions: dict[tuple[str, str], Table] = {}
+    for meta in objects.values():
+        columns = _standard_columns()
+        for item in meta.all_fields.values():
+            columns.extend(field_columns(item))
+        table = Table(meta.table_name, metadata, *columns)
+        # Lists filter by owner and page by id; updated_at backs "recently changed".
+        Index(identifier(f"ix_{meta.name}_owner"), table.c.owner, table.c.id)
+        Index(identifier(f"ix_{meta.name}_updated_at"), table.c.updated_at)
+        if meta.name_field and meta.name_field in table.c:
+            name_item = meta.all_fields[meta.name_field]
+            if not (name_item.unique or name_item.indexed or name_item.encrypted):
+                Index(identifier(f"nx_{meta.name}"), table.c[meta.name_field], table.c.id)
+        for item in meta.all_fields.values():
+            field_indexes(meta, item, table)  # an Index on a table's columns joins that table
+        tables[meta.name] = table
+    for meta in objects.values():
+        for item in meta.all_fields.values():
+            if item.type == "many_to_many" and not item.purged and item.target in tables:
+                junctions[(meta.name, item.name)] = _junction(metadata, meta, item)
+    return metadata, tables, junctions
+
+
+def _junction(metadata: MetaData, meta: ObjectMeta, item: FieldMeta) -> Table:
+    name = identifier(junction_table_name(meta.name, item.name))
+    return Table(
+        name,
+        metadata,
+        Column(
+            "record_id",
+            BigInteger,
+            ForeignKey(f"{meta.table_name}.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        Column(
+            "target_id",
+            BigInteger,
+            ForeignKey(f"obj_{item.target}.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        Index(identifier(f"ix_{name}_target"), "target_id"),
+    )
+
+
+# --------------------------------------------------------------------------- DDL
+
+
+def existing_tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+def existing_columns(connection: Connection, table: str) -> set[str]:
+    return {column["name"] for column in inspect(connection).get_columns(table)}
+
+
+def create_object_table(connection: Connection, table: Table) -> None:
+    connection.execute(CreateTable(table))
+    for index in table.indexes:
+        connection.execute(CreateIndex(index))
+
+
+def add_field_storage(
+    connection: Connection, meta: ObjectMeta, item: FieldMeta, tables: dict[str, Table]
+) -> None:
+    """Add a field's columns, index or junction table to an existing object table."""
+    table = tables[meta.name]
+    dialect = connection.dialect
+    if item.type == "many_to_many":
+        metadata = table.metadata
+        junction = _junction(metadata, meta, item) if item.target in tables else None
+        if junction is not None:
+            create_object_table(connection, junction)
+        return
+    present = existing_columns(connection, meta.table_name)
+    for column in field_columns(item, with_fk=False):
+        if column.name in present:
+            continue
+        spec = str(CreateColumn(column).compile(dialect=dialect))
+        if column.name == item.name and item.type == "lookup" and not item.encrypted:
+            spec += f" REFERENCES obj_{item.target} (id)"
+        connection.execute(text(f"ALTER TABLE {meta.table_name} ADD COLUMN {spec}"))
+    scratch = Table(
+        meta.table_name,
+        MetaData(),
+        *[Column(c.name, c.type) for c in field_columns(item, with_fk=False)],
+    )
+    for index in field_indexes(meta, item, scratch):
+        connection.execute(CreateIndex(index))
+
+
+def field_index_names(object_name: str, field_name: str) -> tuple[str, str]:
+    return (
+        identifier(f"uq_{object_name}_{field_name}"),
+        identifier(f"ix_{object_name}_{field_name}"),
+    )
+
+
+def create_field_indexes(
+    connection: Connection, table: Table, object_name: str, field: str
+) -> None:
+    names = field_index_names(object_name, field)
+    for index in table.indexes:
+        if index.name in names:
+            connection.execute(CreateIndex(index))
+
+
+def drop_field_indexes(connection: Connection, meta: ObjectMeta, item: FieldMeta) -> None:
+    names = field_index_names(meta.name, item.name)
+    for index in inspect(connection).get_indexes(meta.table_name):
+        if index["name"] in names:
+            connection.execute(text(f"DROP INDEX {index['name']}"))
+
+
+def purge_field_storage(connection: Connection, meta: ObjectMeta, item: FieldMeta) -> bool:
+    """Erase a removed field's data; drop its columns where the database allows it.
+
+    Returns whether the columns are gone (SQLite cannot drop a column that carries a
+    foreign key; its values are erased instead and the empty column stays).
+    """
+    if item.type == "many_to_many":
+        name = identifier(junction_table_name(meta.name, item.name))
+        if name in existing_tables(connection):
+            connection.execute(text(f"DROP TABLE {name}"))
+        return True
+    if not item.in_row:
+        return True
+    drop_field_indexes(connection, meta, item)
+    names = [c.name for c in field_columns(item, with_fk=False)]
+    present = existing_columns(connection, meta.table_name)
+    names = [name for name in names if name in present]
+    if connection.dialect.name == "sqlite" and item.type == "lookup":
+        assignments = ", ".join(f'"{name}" = NULL' for name in names)
+        # Identifiers come from validated definitions (snake_case), never from input.
+        connection.execute(text(f"UPDATE {meta.table_name} SET {assignments}"))  # noqa: S608
+        return False
+    for name in names:
+        connection.execute(text(f'ALTER TABLE {meta.table_name} DROP COLUMN "{name}"'))
+    return True

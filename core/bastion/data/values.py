@@ -1,0 +1,401 @@
+"""Field values: parsing what users, the API and CSV files send, checking, and rendering.
+
+One function per direction, driven by the field's type, so a form, a JSON body and a
+CSV cell are read the same way and give the same messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from bastion.data.catalog import FieldMeta
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on", "t"})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "off", "f"})
+MAX_INTEGER = 2**63 - 1
+MAX_TEXT = 100_000  # long text; anything longer is surely a mistake or an attack
+LIST_SEPARATOR = ";"
+
+
+class FieldValueError(ValueError):
+    """A value that does not fit its field; the message is a sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Money:
+    amount: Decimal
+    currency: str
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+@dataclass(frozen=True)
+class RecordLink:
+    object: str
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.object}:{self.id}"
+
+
+@dataclass(frozen=True)
+class ValueContext:
+    """What parsing depends on besides the field: the reader's zone and the site's region."""
+
+    time_zone: str = "UTC"
+    phone_region: str = ""
+    default_currency: str = "EUR"
+
+
+def is_empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, list | tuple) and not value)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse(meta: FieldMeta, raw: Any, context: ValueContext | None = None) -> Any:
+    """The typed value of ``raw`` (JSON value, form or CSV text); None when empty."""
+    context = context or ValueContext()
+    if isinstance(raw, str):
+        raw = raw.strip()
+    if is_empty(raw):
+        return [] if meta.type in {"multi_picklist", "many_to_many"} else None
+    parser = _PARSERS.get(meta.type)
+    if parser is None:
+        raise FieldValueError(f"{meta.label} is computed and cannot be set.")
+    return parser(meta, raw, context)
+
+
+def _text(meta: FieldMeta, raw: Any, _c: ValueContext) -> str:
+    if not isinstance(raw, str):
+        raise FieldValueError(f"{meta.label} must be text.")
+    if "\x00" in raw:
+        raise FieldValueError(f"{meta.label} contains a null character.")
+    if meta.type != "long_text":
+        raw = " ".join(raw.split()) if "\n" in raw or "\r" in raw else raw
+    return raw
+
+
+def _email(meta: FieldMeta, raw: Any, c: ValueContext) -> str:
+    text = _text(meta, raw, c)
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise FieldValueError(f"{meta.label}: {exc}") from None
+    # Lower case throughout: people type the same address in different cases, and
+    # equality, uniqueness and duplicate checks should see one address.
+    return result.normalized.lower()
+
+
+def _phone(meta: FieldMeta, raw: Any, c: ValueContext) -> str:
+    text = _text(meta, str(raw) if isinstance(raw, int) else raw, c)
+    try:
+        number = phonenumbers.parse(text, c.phone_region or None)
+    except phonenumbers.NumberParseException:
+        hint = "" if c.phone_region else " with its country code, such as +44 20 7946 0958"
+        raise FieldValueError(f"{meta.label} is not a phone number{hint}.") from None
+    if not phonenumbers.is_possible_number(number):
+        raise FieldValueError(f"{meta.label} has the wrong number of digits for a phone number.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _url(meta: FieldMeta, raw: Any, c: ValueContext) -> str:
+    text = _text(meta, raw, c)
+    if "://" not in text:
+        text = f"https://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in text:
+        raise FieldValueError(f"{meta.label} must be a web address (http or https).")
+    return text
+
+
+def _integer(meta: FieldMeta, raw: Any, _c: ValueContext) -> int:
+    if isinstance(raw, bool):
+        raise FieldValueError(f"{meta.label} must be a whole number.")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        value = int(raw)
+    elif isinstance(raw, str) and re.fullmatch(r"[+-]?\d{1,19}", raw.replace(",", "")):
+        value = int(raw.replace(",", ""))
+    else:
+        raise FieldValueError(f"{meta.label} must be a whole number.")
+    if abs(value) > MAX_INTEGER:
+        raise FieldValueError(f"{meta.label} is too large.")
+    return value
+
+
+def _decimal_of(meta: FieldMeta, raw: Any) -> Decimal:
+    if isinstance(raw, bool):
+        raise FieldValueError(f"{meta.label} must be a number.")
+    text = str(raw).strip().replace(",", "") if not isinstance(raw, Decimal) else raw
+    if isinstance(text, str) and meta.type == "percent":
+        text = text.removesuffix("%").strip()
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        raise FieldValueError(f"{meta.label} must be a number, such as 1234.50.") from None
+    if not value.is_finite():
+        raise FieldValueError(f"{meta.label} must be a number, such as 1234.50.")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > meta.scale:
+        raise FieldValueError(f"{meta.label} takes at most {meta.scale} digits after the point.")
+    if abs(value) >= Decimal(10) ** (18 - meta.scale):
+        raise FieldValueError(f"{meta.label} is too large.")
+    return value.quantize(Decimal(1).scaleb(-meta.scale))
+
+
+def _decimal(meta: FieldMeta, raw: Any, _c: ValueContext) -> Decimal:
+    return _decimal_of(meta, raw)
+
+
+_MONEY_TEXT = re.compile(r"^(?:([A-Za-z]{3})\s*)?([^A-Za-z]+?)(?:\s*([A-Za-z]{3}))?$")
+
+
+def _currency(meta: FieldMeta, raw: Any, c: ValueContext) -> Money:
+    code = None
+    amount: Any = raw
+    if isinstance(raw, dict):
+        unknown = set(raw) - {"amount", "currency"}
+        if unknown or "amount" not in raw:
+            raise FieldValueError(f'{meta.label} takes {{"amount": "12.50", "currency": "EUR"}}.')
+        amount, code = raw["amount"], raw.get("currency")
+    elif isinstance(raw, str):
+        match = _MONEY_TEXT.match(raw)
+        if match is None or (match.group(1) and match.group(3)):
+            raise FieldValueError(f"{meta.label} must be an amount such as 12.50 or 12.50 EUR.")
+        amount, code = match.group(2), match.group(1) or match.group(3)
+    code = (code or meta.currency or c.default_currency).upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise FieldValueError(f"{meta.label}: the currency must be a three-letter ISO code.")
+    return Money(_decimal_of(meta, amount), code)
+
+
+def _date(meta: FieldMeta, raw: Any, _c: ValueContext) -> date:
+    if isinstance(raw, datetime):
+        return raw.date()
+    if isinstance(raw, date):
+        return raw
+    try:
+        return date.fromisoformat(str(raw)[:10]) if len(str(raw)) <= 10 else _bad_date(meta)
+    except ValueError:
+        return _bad_date(meta)
+
+
+def _bad_date(meta: FieldMeta) -> date:
+    raise FieldValueError(f"{meta.label} must be a date written as YYYY-MM-DD.")
+
+
+def _datetime(meta: FieldMeta, raw: Any, c: ValueContext) -> datetime:
+    if isinstance(raw, datetime):
+        value = raw
+    else:
+        text = str(raw).replace("Z", "+00:00")
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise FieldValueError(
+                f"{meta.label} must be a date and time such as 2026-11-23T14:30."
+            ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(c.time_zone))
+    return value.astimezone(UTC)
+
+
+def _boolean(meta: FieldMeta, raw: Any, _c: ValueContext) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise FieldValueError(f"{meta.label} must be true or false.")
+
+
+def _choice(meta: FieldMeta, raw: Any) -> str:
+    text = str(raw).strip()
+    for option in meta.options:
+        if option == text:
+            return option
+    for option in meta.options:  # imports often differ in case only
+        if option.casefold() == text.casefold():
+            return option
+    raise FieldValueError(f"{meta.label} must be one of: {', '.join(meta.options)}.")
+
+
+def _picklist(meta: FieldMeta, raw: Any, _c: ValueContext) -> str:
+    if not isinstance(raw, str):
+        raise FieldValueError(f"{meta.label} must be one of: {', '.join(meta.options)}.")
+    return _choice(meta, raw)
+
+
+def _items(meta: FieldMeta, raw: Any) -> list[Any]:
+    if isinstance(raw, str):
+        return [part for part in (p.strip() for p in raw.split(LIST_SEPARATOR)) if part]
+    if isinstance(raw, list | tuple):
+        return list(raw)
+    raise FieldValueError(f"{meta.label} takes a list.")
+
+
+def _multi_picklist(meta: FieldMeta, raw: Any, _c: ValueContext) -> list[str]:
+    chosen = [_choice(meta, item) for item in _items(meta, raw)]
+    return [option for option in meta.options if option in chosen]  # declared order, no repeats
+
+
+def _record_id(meta: FieldMeta, raw: Any) -> int:
+    if isinstance(raw, dict) and set(raw) == {"id"}:
+        raw = raw["id"]
+    if isinstance(raw, bool):
+        raise FieldValueError(f"{meta.label} must be a record id.")
+    if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit() and len(raw) < 19):
+        value = int(raw)
+        if 0 < value <= MAX_INTEGER:
+            return value
+    raise FieldValueError(f"{meta.label} must be a record id.")
+
+
+def _lookup(meta: FieldMeta, raw: Any, _c: ValueContext) -> int:
+    return _record_id(meta, raw)
+
+
+def _many(meta: FieldMeta, raw: Any, _c: ValueContext) -> list[int]:
+    ids = [_record_id(meta, item) for item in _items(meta, raw)]
+    return sorted(set(ids))
+
+
+def _record_link(meta: FieldMeta, raw: Any, _c: ValueContext) -> RecordLink:
+    if isinstance(raw, dict) and set(raw) == {"object", "id"}:
+        name, ident = raw["object"], raw["id"]
+    elif isinstance(raw, str) and ":" in raw:
+        name, ident = raw.split(":", 1)
+    else:
+        raise FieldValueError(f'{meta.label} takes {{"object": "accounts", "id": 5}}.')
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+        raise FieldValueError(f"{meta.label} names an unknown object.")
+    return RecordLink(name, _record_id(meta, ident))
+
+
+_PARSERS = {
+    "text": _text,
+    "long_text": _text,
+    "email": _email,
+    "phone": _phone,
+    "url": _url,
+    "integer": _integer,
+    "decimal": _decimal,
+    "percent": _decimal,
+    "currency": _currency,
+    "date": _date,
+    "datetime": _datetime,
+    "boolean": _boolean,
+    "picklist": _picklist,
+    "multi_picklist": _multi_picklist,
+    "lookup": _lookup,
+    "many_to_many": _many,
+    "record_link": _record_link,
+}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check(meta: FieldMeta, value: Any) -> None:
+    """Length, range and pattern constraints of a parsed, non-empty value."""
+    if is_empty(value):
+        return
+    if isinstance(value, str) and meta.type not in {"lookup", "record_link"}:
+        limit = meta.max_length or (MAX_TEXT if meta.type == "long_text" else 255)
+        if meta.type == "url":
+            limit = max(limit, 2048)
+        if len(value) > limit:
+            raise FieldValueError(f"{meta.label} is longer than {limit} characters.")
+        if meta.pattern and not re.fullmatch(meta.pattern, value):
+            raise FieldValueError(f"{meta.label} does not have the expected format.")
+    number = value.amount if isinstance(value, Money) else value
+    if isinstance(number, int | Decimal) and not isinstance(number, bool):
+        if meta.min_value is not None and number < meta.min_value:
+            raise FieldValueError(f"{meta.label} must be at least {meta.min_value}.")
+        if meta.max_value is not None and number > meta.max_value:
+            raise FieldValueError(f"{meta.label} must be at most {meta.max_value}.")
+
+
+# --------------------------------------------------------------------------- output
+
+
+def to_json(meta: FieldMeta, value: Any) -> Any:
+    """The value as the API writes it: exact numbers and times as strings."""
+    if value is None:
+        return [] if meta.type in {"multi_picklist", "many_to_many"} else None
+    if isinstance(value, Money):
+        return {"amount": str(value.amount), "currency": value.currency}
+    if isinstance(value, RecordLink):
+        return {"object": value.object, "id": value.id}
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def to_text(meta: FieldMeta, value: Any) -> str:
+    """The value as one CSV cell; ``parse`` reads it back to the same value."""
+    if is_empty(value):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return LIST_SEPARATOR.join(str(item) for item in value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def from_storage(meta: FieldMeta, value: Any, extra: Any = None) -> Any:
+    """A column value (and its companion column's) as the typed value."""
+    if value is None:
+        return [] if meta.type == "multi_picklist" else None
+    if meta.type == "multi_picklist":
+        return [item for item in value.split(LIST_SEPARATOR) if item]
+    if meta.type == "currency":
+        return Money(value, extra or meta.currency)
+    if meta.type == "record_link":
+        return RecordLink(extra, int(value)) if extra else None
+    if meta.type == "datetime" and isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def to_storage(meta: FieldMeta, value: Any) -> dict[str, Any]:
+    """Column name -> stored value for a typed value (not for encrypted fields)."""
+    if meta.type == "currency":
+        return {
+            meta.name: None if value is None else value.amount,
+            f"{meta.name}__currency": None if value is None else value.currency,
+        }
+    if meta.type == "record_link":
+        return {
+            meta.name: None if value is None else value.id,
+            f"{meta.name}__object": None if value is None else value.object,
+        }
+    if meta.type == "multi_picklist":
+        # Framed by separators so "contains one option" is a LIKE on ";option;".
+        return {meta.name: f";{';'.join(value)};" if value else None}
+    return {meta.name: value}
