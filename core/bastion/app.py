@@ -24,20 +24,30 @@ from bastion.passwords import Passwords
 from bastion.plugins.registration import register_plugins
 from bastion.plugins.registry import PluginRegistry
 from bastion.runtime import EXTENSION_KEY, Platform
+from bastion.search import init_search
 from bastion.themes import ThemeRegistry
 from bastion.web import (
     account,
     admin,
     admin_access,
+    admin_schema,
     admin_users,
     api_identity,
+    api_merge,
+    api_meta,
+    api_records,
     assets,
     auth,
     health,
     home,
+    imports,
+    merge,
     mfa,
     passwords,
     reauth,
+    records_common,
+    records_export,
+    search,
     tokens,
 )
 from bastion.web.api_auth import init_api_auth
@@ -53,12 +63,21 @@ CORE_BLUEPRINTS = (
     admin.bp,
     admin_users.bp,
     admin_access.bp,
+    admin_schema.bp,
     account.bp,
     mfa.bp,
     passwords.bp,
     reauth.bp,
     tokens.bp,
     api_identity.bp,
+    search.bp,
+    api_merge.bp,
+    merge.bp,
+    api_meta.bp,
+    api_records.bp,
+    records_common.bp,
+    records_export.bp,
+    imports.bp,
     health.bp,
     assets.bp,
 )
@@ -130,6 +149,7 @@ def create_app(
     with app.app_context():
         register_plugins(app, plat)
     init_record_listeners(app)
+    init_search(app)
     sync_at_start(app)
 
     app.before_request(enforce_route_access)

@@ -239,6 +239,9 @@ def serve(app: Flask, host: str, port: int, threads: int) -> None:
     settings = plat.settings
     # Start-ups run before the first request is accepted, not inside someone's request.
     plat.run_pending_startups(app)
+    from bastion.search import start_indexer
+
+    start_indexer(app)  # keeps the search index in step; replays what a crash left
     click.echo(f"Bastion {__version__} serving on http://{host}:{port} (data: {settings.data_dir})")
     # Forwarded headers are judged by the application (bastion.web.proxies), which must
     # see them; without trusted proxies waitress drops them all.
@@ -459,6 +462,14 @@ def _os_user() -> str:
 from bastion.cli_identity import register as _register_identity  # noqa: E402
 
 _register_identity(main)
+
+from bastion.cli_data import register as _register_data  # noqa: E402
+
+_register_data(main)
+
+from bastion.search.cli import search as _search_commands  # noqa: E402
+
+main.add_command(_search_commands)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -59,6 +59,9 @@ class Settings:
     phone_region: str = ""
     # Currency of amounts entered without a code, unless the field names its own.
     default_currency: str = "EUR"
+    # "thread": each server process keeps the search index up to date in a background
+    # thread (one of them writes at a time); "off": only `bastion search reindex` does.
+    search_indexer: str = "thread"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -125,6 +128,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(
             "database_url must name the psycopg driver: write postgresql+psycopg://..."
         )
+    if settings.search_indexer not in {"thread", "off"}:
+        raise ConfigError(f"search_indexer is {settings.search_indexer!r}; use thread or off.")
     if settings.password_min_length < 8:
         raise ConfigError("password_min_length cannot be below 8.")
     if settings.smtp_security not in {"starttls", "tls", "none"}:

@@ -31,8 +31,11 @@ def register_objects() -> list[ObjectDefinition]:
 
 @hookimpl
 def navigation_items(user: Any) -> list[NavItem]:
+    from bastion.web.records_common import object_navigation
+
     return [
         NavItem("Dashboard", "home.dashboard", icon="home", order=0),
+        *object_navigation(user),
         NavItem(
             "Administration", "admin.index", icon="settings", permission="admin.access", order=1000
         ),

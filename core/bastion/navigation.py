@@ -22,7 +22,7 @@ def navigation() -> list[dict[str, Any]]:
         if item.permission and not has_permission(current_user, item.permission):
             continue
         try:
-            url = url_for(item.endpoint)
+            url = url_for(item.endpoint, **dict(item.args))
         except BuildError:
             plat.registry.record_failure(
                 owner, "navigation_items", f"No route named {item.endpoint!r}.", None

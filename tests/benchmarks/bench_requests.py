@@ -37,7 +37,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     env = {**os.environ, "BASTION_DATA_DIR": str(work / "data"), "BASTION_LOG_LEVEL": "WARNING"}
-    password = "benchmark password 123"
+    password = "quiet river 7 lantern"
     subprocess.run(
         [
             sys.executable,

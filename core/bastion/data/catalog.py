@@ -7,6 +7,7 @@ on its next request without a restart.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from dataclasses import dataclass, field
@@ -128,7 +129,9 @@ class ObjectMeta:
     description: str = ""
     plugin: str | None = None
     name_field: str | None = None
-    rules: tuple[ValidationRule, ...] = ()
+    #: Cross-field rules from the declaring plugin's code, and those administrators added.
+    declared_rules: tuple[ValidationRule, ...] = ()
+    admin_rules: tuple[ValidationRule, ...] = ()
     duplicate_keys: tuple[tuple[str, ...], ...] = ()
     sensitive: bool = False
     retired: bool = False
@@ -140,15 +143,22 @@ class ObjectMeta:
         return self.plugin is None
 
     @property
+    def rules(self) -> tuple[ValidationRule, ...]:
+        """Every rule a record must pass: the code's, then the administrators'."""
+        return self.declared_rules + self.admin_rules
+
+    @property
     def table_name(self) -> str:
         return f"obj_{self.name}"
 
-    @property
+    # Cached: the record service reads these for every value of every row, and a
+    # catalog's objects never change (a definition change builds a new catalog).
+    @functools.cached_property
     def fields(self) -> dict[str, FieldMeta]:
         """Fields in use (standard ones included), in display order."""
         return {name: meta for name, meta in self.all_fields.items() if not meta.removed}
 
-    @property
+    @functools.cached_property
     def declared_fields(self) -> dict[str, FieldMeta]:
         """Fields in use other than the standard ones, in display order."""
         return {n: m for n, m in self.all_fields.items() if not m.removed and not m.standard}
@@ -202,6 +212,10 @@ class Catalog:
                 if item.target == target and not item.standard:
                     found.append((meta, item))
         return found
+
+
+def _rules(text: str | None) -> tuple[ValidationRule, ...]:
+    return tuple(ValidationRule(**rule) for rule in json.loads(text or "[]"))
 
 
 def _decimal(text: str | None) -> Decimal | None:
@@ -266,7 +280,8 @@ def load_catalog(revision: int) -> Catalog:
             description=row.description or "",
             plugin=row.plugin,
             name_field=row.name_field,
-            rules=tuple(ValidationRule(**rule) for rule in json.loads(row.rules or "[]")),
+            declared_rules=_rules(row.rules),
+            admin_rules=_rules(row.admin_rules),
             duplicate_keys=tuple(tuple(group) for group in json.loads(row.duplicate_keys or "[]")),
             sensitive=row.sensitive,
             retired=row.retired,

@@ -501,7 +501,8 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
                 description=definition.description,
                 plugin=None,
                 name_field=definition.name_field,
-                rules=_rules_json(definition.rules),
+                rules="[]",
+                admin_rules=_rules_json(definition.rules),
                 duplicate_keys="[]",
                 sensitive=False,
                 retired=False,
@@ -562,14 +563,17 @@ def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
                 if value is not None and value not in meta.declared_fields:
                     raise DefinitionError(f"{meta.label} has no field {value!r}.", key)
                 row.name_field = value
-            elif key == "rules":
+            elif key == "rules":  # the administrators' rules; the code's stay as declared
                 rules = _rules_from(value)
+                names = [rule.name for rule in (*meta.declared_rules, *rules)]
+                if len(set(names)) != len(names):
+                    raise DefinitionError("Each rule of an object needs its own name.", "rules")
                 for rule in rules:
                     try:
                         check_formula(rule.check, set(meta.all_fields))
                     except FormulaError as exc:
                         raise DefinitionError(f"Rule {rule.name}: {exc}", "rules") from None
-                row.rules = _rules_json(rules)
+                row.admin_rules = _rules_json(rules)
             elif key == "sensitive":
                 row.sensitive = bool(value)
             else:

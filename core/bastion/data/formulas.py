@@ -106,6 +106,17 @@ _ALLOWED = (
     *_COMPARE,
 )
 MAX_LENGTH = 2000
+#: Evaluation recurses once per level; "1+1+...+1" within MAX_LENGTH is ~1000 deep.
+MAX_DEPTH = 100
+
+
+def _depth(tree: ast.AST) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 @functools.lru_cache(maxsize=512)
@@ -116,6 +127,8 @@ def compile_formula(source: str) -> ast.Expression:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise FormulaError(f"The formula is not valid: {exc.msg}.") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise FormulaError(f"A formula may nest at most {MAX_DEPTH} levels deep.")
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise FormulaError(f"A formula may not use {type(node).__name__}.")
@@ -163,8 +176,9 @@ def _eval(node: ast.AST, values: dict[str, Any]) -> Any:
         left, right = _eval(node.left, values), _eval(node.right, values)
         if left is None or right is None:
             return None
-        if isinstance(node.op, ast.Add) and (isinstance(left, str) or isinstance(right, str)):
-            return f"{left}{right}"
+        if isinstance(left, str) or isinstance(right, str):
+            # Text only joins: 'x' * n or '%999999999d' % n would allocate without bound.
+            return f"{left}{right}" if isinstance(node.op, ast.Add) else None
         if isinstance(left, int) and isinstance(right, Decimal):
             left = Decimal(left)
         return _BINARY[type(node.op)](left, right)
@@ -191,6 +205,8 @@ def _eval(node: ast.AST, values: dict[str, Any]) -> Any:
                 and not isinstance(right, datetime)
             ):
                 left = left.date()
+            elif isinstance(right, datetime) and type(left) is date:
+                right = right.date()
             if not _COMPARE[type(op)](left, right):
                 return False
             left = right

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import insert
 
 from bastion import audit
 from bastion.data.catalog import current_catalog
@@ -52,6 +54,25 @@ def queue_search_update(change: RecordChange) -> None:
     )
     for merged in change.merged_ids:
         db.session.add(SearchOutbox(object_name=change.object, record_id=merged, action="delete"))
+
+
+def queue_search_updates(changes: Sequence[RecordChange]) -> None:
+    """The same for a batch of changes (imports): one multi-row INSERT, not one per record."""
+    rows = []
+    for change in changes:
+        meta = current_catalog().objects.get(change.object)
+        if meta is None or not any(item.searchable for item in meta.fields.values()):
+            continue
+        action = "delete" if change.action == "delete" else "index"
+        rows.append({"object_name": change.object, "record_id": change.record_id, "action": action})
+        for merged in change.merged_ids:
+            rows.append({"object_name": change.object, "record_id": merged, "action": "delete"})
+    if rows:
+        db.session.execute(insert(SearchOutbox), rows)
+
+
+# RecordService.create_many hands a batch to a listener's ``many`` when it has one.
+queue_search_update.many = queue_search_updates  # type: ignore[attr-defined]
 
 
 def init_record_listeners(app: Flask) -> None:

@@ -37,8 +37,10 @@ class ObjectRow(db.Model):
     #: Declaring plugin ("core" for base objects); None for an administrator's object.
     plugin: Mapped[str | None] = mapped_column(String(100))
     name_field: Mapped[str | None] = mapped_column(String(50))
-    #: JSON list of {name, check, message, field}.
+    #: JSON list of {name, check, message, field}: the declaring plugin's rules.
     rules: Mapped[str] = mapped_column(Text, default="[]")
+    #: The same for rules administrators added (on any object; kept across plugin syncs).
+    admin_rules: Mapped[str] = mapped_column(Text, default="[]")
     #: JSON list of lists of field names.
     duplicate_keys: Mapped[str] = mapped_column(Text, default="[]")
     #: Reads of its records are audited (issue 5's read audit).

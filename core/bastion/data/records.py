@@ -15,19 +15,21 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, delete, false, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, false, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from bastion import authz
 from bastion.data.catalog import Catalog, FieldMeta, ObjectMeta, UnknownObject, current_catalog
 from bastion.data.errors import (
     BadQuery,
     Conflict,
+    DuplicatesFound,
     Forbidden,
     NotFound,
-    RecordError,
     ValidationFailed,
 )
 from bastion.data.events import RecordChange, core_listeners
@@ -46,6 +48,7 @@ from bastion.data.query import (
 )
 from bastion.data.values import (
     FieldValueError,
+    RecordLink,
     ValueContext,
     check,
     from_storage,
@@ -60,6 +63,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+#: Rows per multi-row INSERT in create_many.
+BATCH_SIZE = 500
+#: How an ``owner`` value is read (built once: it is read for every row of an import).
+OWNER_FIELD = FieldMeta("owner", "lookup", "Owner", target="users")
 ATOMIC_KEY = "bastion_atomic_depth"
 
 
@@ -85,6 +92,14 @@ class Record:
 class Page:
     records: list[Record]
     next_cursor: str | None
+
+
+@dataclass
+class _KnownReferences:
+    """Active user ids and visible record ids (by object) that a batch's values name."""
+
+    users: set[int]
+    visible: dict[str, set[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -444,6 +459,9 @@ class RecordService:
         try:
             record_id = self._create(meta, values, check_duplicates=check_duplicates)
             self._finish()
+        except IntegrityError as exc:  # a unique value taken by a concurrent write
+            self._fail()
+            raise _unique_violation(meta, exc) from None
         except Exception:
             self._fail()
             raise
@@ -454,12 +472,92 @@ class RecordService:
         )
 
     def _create(self, meta: ObjectMeta, raw: Mapping[str, Any], *, check_duplicates: bool) -> int:
+        typed, errors = self._parse_new(meta, raw)
+        change = self._validate_new(meta, typed, errors, check_duplicates=check_duplicates)
+        return self._insert_new(meta, [change])[0]
+
+    def create_many(
+        self,
+        object_name: str,
+        rows: Sequence_[Mapping[str, Any]],
+        *,
+        check_duplicates: bool = False,
+        return_errors: bool = False,
+    ) -> list[Any]:
+        """Create many records (imports): the ids of the new records, in order.
+
+        Every row is authorized, parsed, checked (references, rules, ``record_changing``
+        hooks) and announced (events, audit, search outbox) exactly as :meth:`create`
+        does; only the queries are shared: one per target object for the lookups of a
+        batch, one multi-row INSERT, one read-back. A bad row raises its
+        ``ValidationFailed`` and nothing is written, unless ``return_errors``: then bad
+        rows are skipped and their exception stands in their place in the answer.
+        """
+        meta = self.require(object_name, "create")
+        results: list[Any] = []
+        try:
+            for start in range(0, len(rows), BATCH_SIZE):
+                results.extend(
+                    self._create_batch(
+                        meta, rows[start : start + BATCH_SIZE], check_duplicates, return_errors
+                    )
+                )
+            self._finish()
+        except Exception:
+            self._fail()
+            raise
+        return results
+
+    def _create_batch(
+        self,
+        meta: ObjectMeta,
+        rows: Sequence_[Mapping[str, Any]],
+        check_duplicates: bool,
+        return_errors: bool,
+    ) -> list[Any]:
+        reach: dict[Any, bool] = {}
+        parsed: list[tuple[dict[str, Any], dict[str, str]] | None] = []
+        for raw in rows:
+            if isinstance(raw, Mapping):
+                parsed.append(self._parse_new(meta, raw, reach))
+            else:
+                parsed.append(None)
+        known = self._known_references(meta, [typed for typed, _ in filter(None, parsed)])
+        results: list[Any] = []
+        changes: list[RecordChange] = []
+        for item in parsed:
+            try:
+                if item is None:
+                    raise ValidationFailed({"": "A record is described by field names and values."})
+                change = self._validate_new(
+                    meta, *item, check_duplicates=check_duplicates, known=known
+                )
+            except (ValidationFailed, DuplicatesFound) as exc:
+                if not return_errors:
+                    raise
+                results.append(exc)
+                continue
+            results.append(change)
+            changes.append(change)
+        ids = iter(self._insert_new(meta, changes))
+        return [next(ids) if isinstance(r, RecordChange) else r for r in results]
+
+    def _parse_new(
+        self, meta: ObjectMeta, raw: Mapping[str, Any], reach: dict[Any, bool] | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         typed, errors = self._parse_values(meta, raw, creating=True)
         owner = typed.get("owner")
         if owner is None and not self.system:
             typed["owner"] = owner = self.user.id
-        if "owner" in typed and not self._reaches(meta, "create", owner):
-            errors.setdefault("owner", "You may not create records for that owner.")
+        if "owner" in typed:
+            # Same answer for the same owner within a batch: ask once.
+            allowed = reach.get(owner) if reach is not None else None
+            if allowed is None:
+                allowed = self._reaches(meta, "create", owner)
+                if reach is not None:
+                    reach[owner] = allowed
+            if not allowed:
+                errors.setdefault("owner", "You may not create records for that owner.")
         for name, item in meta.declared_fields.items():
             if name not in typed and item.default is not None and item.writable:
                 with contextlib.suppress(FieldValueError):  # checked when it was defined
@@ -467,7 +565,19 @@ class RecordService:
         for name, item in meta.declared_fields.items():
             if item.required and is_empty(typed.get(name)) and name not in errors:
                 errors[name] = f"{item.label} is required."
-        self._check_references(meta, typed, errors)
+        return typed, errors
+
+    def _validate_new(
+        self,
+        meta: ObjectMeta,
+        typed: dict[str, Any],
+        errors: dict[str, str],
+        *,
+        check_duplicates: bool,
+        known: _KnownReferences | None = None,
+    ) -> RecordChange:
+        self._check_references(meta, typed, errors, known=known)
+        self._check_unique(meta, typed, errors)
         self._check_rules(meta, typed, errors)
         change = RecordChange(meta.name, "create", None, self.user, values=typed)
         self._run_changing(change, errors)
@@ -477,59 +587,94 @@ class RecordService:
             from bastion.data.duplicates import raise_if_duplicates
 
             raise_if_duplicates(self, meta, typed)
-        prepared = self._prepare(meta, change.values)
+        return change
+
+    def _insert_new(self, meta: ObjectMeta, changes: list[RecordChange]) -> list[int]:
+        """Insert validated creations (one statement), then announce each one."""
+        if not changes:
+            return []
         now = utcnow()
         actor = None if self.system or self.user is None else self.user.id
-        row = {
-            **prepared.row,
-            "owner": change.values.get("owner"),
-            "created_at": now,
-            "created_by": actor,
-            "updated_at": now,
-            "updated_by": actor,
-            "version": 1,
-        }
+        prepared = [self._prepare(meta, change.values) for change in changes]
+        rows = []
+        for change, item in zip(changes, prepared, strict=True):
+            rows.append(
+                {
+                    **item.row,
+                    "owner": change.values.get("owner"),
+                    "created_at": now,
+                    "created_by": actor,
+                    "updated_at": now,
+                    "updated_by": actor,
+                    "version": 1,
+                }
+            )
         table = self.catalog.table(meta.name)
-        record_id = db.session.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
-        self._after_insert(meta, table, record_id, prepared)
-        after = self._load_typed(meta, record_id)
-        change.record_id = record_id
-        change.after = after
-        change.changed = tuple(n for n in after if not is_empty(after.get(n)))
-        self._emit(change)
-        return record_id
+        if len(rows) == 1:
+            statement = insert(table).values(rows[0]).returning(table.c.id)
+            ids = [db.session.execute(statement).scalar_one()]
+        else:
+            # A multi-row INSERT needs the same columns in every row; absent means NULL.
+            columns = {name for row in rows for name in row}
+            rows = [{name: row.get(name) for name in columns} for row in rows]
+            statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+            ids = list(db.session.execute(statement, rows).scalars())
+        self._after_insert(meta, table, ids, prepared)
+        after = self._load_typed_many(meta, ids)
+        for change, record_id in zip(changes, ids, strict=True):
+            change.record_id = record_id
+            change.after = after[record_id]
+            change.changed = tuple(n for n in change.after if not is_empty(change.after.get(n)))
+        if len(changes) == 1:
+            self._emit(changes[0])
+        else:
+            self._emit_many(changes)
+        return ids
 
     def _after_insert(
-        self, meta: ObjectMeta, table: Table, record_id: int, prepared: _Prepared
+        self, meta: ObjectMeta, table: Table, ids: list[int], prepared: list[_Prepared]
     ) -> None:
-        extra: dict[str, Any] = {}
-        for name, value in prepared.encrypted.items():
-            extra[name] = _encrypt(meta, meta.fields[name], record_id, value)
+        extras: list[dict[str, Any]] = [{} for _ in ids]
+        for extra, record_id, item in zip(extras, ids, prepared, strict=True):
+            for name, value in item.encrypted.items():
+                extra[name] = _encrypt(meta, meta.fields[name], record_id, value)
         for name, item in meta.declared_fields.items():
             if item.type == "auto_number":
-                extra[name] = self._next_number(meta, item)
-        if extra:
-            db.session.execute(update(table).where(table.c.id == record_id).values(extra))
-        self._write_many(meta, record_id, prepared.many)
+                numbers = self._next_numbers(meta, item, len(ids))
+                for extra, number in zip(extras, numbers, strict=True):
+                    extra[name] = number
+        columns = sorted({name for extra in extras for name in extra})
+        if columns:
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("record_id"))
+                .values({name: bindparam(name) for name in columns})
+            )
+            params = [
+                {"record_id": record_id, **{name: extra.get(name) for name in columns}}
+                for record_id, extra in zip(ids, extras, strict=True)
+            ]
+            db.session.execute(statement, params)
+        for record_id, item in zip(ids, prepared, strict=True):
+            self._write_many(meta, record_id, item.many)
 
-    def _next_number(self, meta: ObjectMeta, item: FieldMeta) -> str:
+    def _next_numbers(self, meta: ObjectMeta, item: FieldMeta, count: int) -> list[str]:
         # One conditional UPDATE takes the row lock, so concurrent creates get distinct numbers.
         updated = db.session.execute(
             update(Sequence)
             .where(Sequence.object_name == meta.name, Sequence.field_name == item.name)
-            .values(next_value=Sequence.next_value + 1)
+            .values(next_value=Sequence.next_value + count)
             .returning(Sequence.next_value)
         ).scalar()
         if updated is None:
             table = self.catalog.table(meta.name)
-            count = db.session.scalar(select(func.count()).select_from(table)) or 0
+            total = db.session.scalar(select(func.count()).select_from(table)) or 0
             db.session.add(
-                Sequence(object_name=meta.name, field_name=item.name, next_value=count + 1)
+                Sequence(object_name=meta.name, field_name=item.name, next_value=total + 1)
             )
             db.session.flush()
-            updated = count + 1
-        number = updated - 1
-        return _format_number(item.format, number)
+            updated = total + 1
+        return [_format_number(item.format, n) for n in range(updated - count, updated)]
 
     def update(
         self,
@@ -544,6 +689,9 @@ class RecordService:
         try:
             self._update(meta, record_id, changes, version)
             self._finish()
+        except IntegrityError as exc:
+            self._fail()
+            raise _unique_violation(meta, exc) from None
         except Exception:
             self._fail()
             raise
@@ -567,6 +715,14 @@ class RecordService:
         row = db.session.execute(select(table).where(table.c.id == record_id)).mappings().one()
         every = list(meta.fields.values())
         return self._typed_row(meta, row, self._many_values(meta, [record_id], every))
+
+    def _load_typed_many(self, meta: ObjectMeta, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if len(ids) == 1:
+            return {ids[0]: self._load_typed(meta, ids[0])}
+        table = self.catalog.table(meta.name)
+        rows = db.session.execute(select(table).where(table.c.id.in_(ids))).mappings().all()
+        many = self._many_values(meta, ids, list(meta.fields.values()))
+        return {row["id"]: self._typed_row(meta, row, many) for row in rows}
 
     def _update(
         self, meta: ObjectMeta, record_id: int, raw: Mapping[str, Any], version: Any
@@ -593,6 +749,7 @@ class RecordService:
             if item.required and is_empty(typed[name]):
                 errors.setdefault(name, f"{item.label} is required.")
         self._check_references(meta, typed, errors, before=before)
+        self._check_unique(meta, typed, errors, exclude_id=record_id)
         merged = {**before, **typed}
         self._check_rules(meta, merged, errors)
         change = RecordChange(
@@ -669,7 +826,7 @@ class RecordService:
         self, meta: ObjectMeta, ids: list[int], into: int | None = None
     ) -> None:
         """Before records go: re-point (merge) or clear lookups to them, or refuse."""
-        for source, item in self.catalog.referencing(meta.name):
+        for source, item in _references_to(self.catalog, meta.name):
             if item.type == "many_to_many":
                 if into is not None:
                     self._repoint_many(source, item, ids, into)
@@ -687,14 +844,24 @@ class RecordService:
                         f"{count} {source.label_plural.lower()} refer to this "
                         f"{meta.label.lower()} in {item.label}; reassign or delete them first."
                     )
+            pointing = column.in_(ids)
+            if into is not None and source.name == meta.name:
+                # The survivor must not become its own parent: its link is cleared (its
+                # version moves once, in merge()).
+                pointing = pointing & (table.c.id != into)
+                db.session.execute(
+                    update(table)
+                    .where(table.c.id == into, column.in_(ids))
+                    .values({item.name: None})
+                )
             db.session.execute(
                 update(table)
-                .where(column.in_(ids))
+                .where(pointing)
                 .values({item.name: into, "version": table.c.version + 1, "updated_at": utcnow()})
             )
         for source in self.catalog.objects.values():
-            for item in source.fields.values():
-                if item.type != "record_link":
+            for item in source.all_fields.values():
+                if item.type != "record_link" or item.purged or item.encrypted:
                     continue
                 table = self.catalog.table(source.name)
                 match = (table.c[f"{item.name}__object"] == meta.name) & table.c[item.name].in_(ids)
@@ -703,6 +870,12 @@ class RecordService:
                     values.update({item.name: None, f"{item.name}__object": None})
                 else:
                     values[item.name] = into
+                    if source.name == meta.name:  # the survivor does not link to itself
+                        cleared = {item.name: None, f"{item.name}__object": None}
+                        db.session.execute(
+                            update(table).where(match & (table.c.id == into)).values(cleared)
+                        )
+                        match = match & (table.c.id != into)
                 db.session.execute(update(table).where(match).values(values))
 
     def _repoint_many(self, source: ObjectMeta, item: FieldMeta, ids: list[int], into: int) -> None:
@@ -711,6 +884,8 @@ class RecordService:
             select(junction.c.record_id).where(junction.c.target_id.in_(ids)).distinct()
         ).scalars()
         linked = set(rows)
+        if source.name == item.target:
+            linked.discard(into)  # no link from the survivor to itself
         already = set(
             db.session.execute(
                 select(junction.c.record_id).where(junction.c.target_id == into)
@@ -734,35 +909,78 @@ class RecordService:
         the others deleted, all in one transaction."""
         meta = self.require(object_name, "edit")
         self.require(object_name, "delete")
-        losers = sorted({int(i) for i in loser_ids} - {winner_id})
+        if not _is_id(winner_id) or isinstance(loser_ids, str | bytes | Mapping):
+            raise ValidationFailed({"ids": "Record ids are whole numbers."})
+        loser_list = list(loser_ids)
+        if not all(_is_id(i) for i in loser_list):
+            raise ValidationFailed({"ids": "Record ids are whole numbers."})
+        losers = sorted(set(loser_list) - {winner_id})
         if not losers:
-            raise ValidationFailed({"": "Choose at least one other record to merge."})
+            raise ValidationFailed({"ids": "Choose at least one other record to merge."})
         if len(losers) > 10:
-            raise ValidationFailed({"": "Merge at most 10 records at a time."})
-        try:
-            with self.atomic():
-                for loser in losers:
-                    self._load_row(meta, loser, "delete")
-                before_losers = {loser: self._load_typed(meta, loser) for loser in losers}
-                self._load_row(meta, winner_id, "edit")
-                self._release_references(meta, losers, into=winner_id)
-                table = self.catalog.table(meta.name)
-                # Unique values move to the winner only once the losers are gone.
-                db.session.execute(delete(table).where(table.c.id.in_(losers)))
-                self._update(meta, winner_id, values, version)
-                change = RecordChange(
-                    meta.name,
-                    "merge",
-                    winner_id,
-                    self.user,
-                    after=self._load_typed(meta, winner_id),
-                    merged_ids=tuple(losers),
+            raise ValidationFailed({"ids": "Merge at most 10 records at a time."})
+        if type(version) is not int:
+            raise ValidationFailed({"version": "Send the version you read, as a whole number."})
+        if not isinstance(values, Mapping):
+            raise ValidationFailed({"": "Values are field names and values."})
+        with self.atomic():
+            for loser in losers:
+                self._load_row(meta, loser, "delete")
+            winner = self._load_row(meta, winner_id, "edit")
+            if winner["version"] != version:  # refuse before touching anything
+                raise Conflict(
+                    f"This {meta.label.lower()} was changed by someone else since you read it "
+                    f"(version {version}, now {winner['version']}). Reload it and merge again.",
+                    field="version",
                 )
-                change.before = {"merged": {str(k): _jsonable(v) for k, v in before_losers.items()}}
-                self._emit(change)
-        except RecordError:
-            raise
+            before_losers = {loser: self._load_typed(meta, loser) for loser in losers}
+            chosen = self._merge_values(meta, winner_id, losers, values)
+            self._release_references(meta, losers, into=winner_id)
+            table = self.catalog.table(meta.name)
+            # Unique values move to the winner only once the losers are gone.
+            db.session.execute(delete(table).where(table.c.id.in_(losers)))
+            if not self._update(meta, winner_id, chosen, version):
+                # Nothing of its own changed, but it absorbed the others: a new version,
+                # so an edit read before the merge is refused.
+                db.session.execute(
+                    update(table)
+                    .where(table.c.id == winner_id)
+                    .values(version=table.c.version + 1, updated_at=utcnow())
+                )
+            change = RecordChange(
+                meta.name,
+                "merge",
+                winner_id,
+                self.user,
+                after=self._load_typed(meta, winner_id),
+                merged_ids=tuple(losers),
+            )
+            change.before = {"merged": {str(k): _jsonable(v) for k, v in before_losers.items()}}
+            self._emit(change)
         return self.get(object_name, winner_id)
+
+    def _merge_values(
+        self, meta: ObjectMeta, winner_id: int, losers: list[int], values: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The chosen values, without references to the merged records themselves: the
+        survivor cannot be its own parent, nor point at a record about to go."""
+        gone = {winner_id, *losers}
+        chosen = dict(values)
+        for name, raw in values.items():
+            item = meta.fields.get(name) if isinstance(name, str) else None
+            if item is None or (item.target != meta.name and item.type != "record_link"):
+                continue
+            try:
+                value = parse(item, raw, self.context)
+            except FieldValueError:
+                continue  # the update reports it
+            if item.type == "lookup" and value in gone:
+                chosen[name] = None
+            elif item.type == "many_to_many" and set(value) & gone:
+                chosen[name] = [i for i in value if i not in gone]
+            elif isinstance(value, RecordLink) and value.object == meta.name and value.id in gone:
+                chosen[name] = None
+        return chosen
 
     # ------------------------------------------------------------------ values
 
@@ -785,7 +1003,7 @@ class RecordService:
                 continue
             try:
                 if name == "owner":
-                    parsed = parse(FieldMeta("owner", "lookup", "Owner", target="users"), value)
+                    parsed = parse(OWNER_FIELD, value)
                     if parsed is None and not self.system:
                         raise FieldValueError("Every record needs an owner.")
                 else:
@@ -804,8 +1022,12 @@ class RecordService:
         typed: dict[str, Any],
         errors: dict[str, str],
         before: dict[str, Any] | None = None,
+        known: _KnownReferences | None = None,
     ) -> None:
-        """Lookups must point at records that exist and that the user may read."""
+        """Lookups must point at records that exist and that the user may read.
+
+        ``known`` holds what a batch fetched at once (:meth:`_known_references`).
+        """
         for name, value in typed.items():
             if name in errors or is_empty(value):
                 continue
@@ -813,7 +1035,8 @@ class RecordService:
             if before is not None and _same(before.get(name), value):
                 continue
             if name == "owner":
-                if not _user_exists(value):
+                exists = value in known.users if known is not None else _user_exists(value)
+                if not exists:
                     errors[name] = "The owner must be an active user."
                 continue
             if item.type == "record_link":
@@ -830,17 +1053,83 @@ class RecordService:
             if not self.system and not self.can(target.name, "read"):
                 errors[name] = f"You may not link {target.label_plural.lower()}."
                 continue
-            table = self.catalog.table(target.name)
-            statement = select(table.c.id).where(table.c.id.in_(ids))
-            scope = self._scope(target, table)
-            if scope is not None:
-                statement = statement.where(scope)
-            found = set(db.session.execute(statement).scalars())
+            found = known.visible.get(target.name) if known is not None else None
+            if found is None:
+                found = self._visible_ids(target, ids)
             missing = [i for i in ids if i not in found]
             if missing:
                 errors[name] = (
                     f"{item.label}: no {target.label.lower()} {missing[0]} that you can see."
                 )
+
+    def _visible_ids(self, target: ObjectMeta, ids: Iterable[int]) -> set[int]:
+        """Those of ``ids`` that are records of ``target`` within the user's scope."""
+        wanted = sorted(set(ids))
+        table = self.catalog.table(target.name)
+        scope = self._scope(target, table)
+        found: set[int] = set()
+        for start in range(0, len(wanted), MAX_LIMIT):
+            statement = select(table.c.id).where(table.c.id.in_(wanted[start : start + MAX_LIMIT]))
+            if scope is not None:
+                statement = statement.where(scope)
+            found.update(db.session.execute(statement).scalars())
+        return found
+
+    def _known_references(
+        self, meta: ObjectMeta, typed_rows: list[dict[str, Any]]
+    ) -> _KnownReferences:
+        """The owners and linked records of a batch, one query per target object."""
+        from bastion.models import User
+
+        owners: set[int] = set()
+        wanted: dict[str, set[int]] = {}
+        for typed in typed_rows:
+            for name, value in typed.items():
+                item = meta.fields.get(name)
+                if item is None or is_empty(value):
+                    continue
+                if name == "owner":
+                    owners.add(value)
+                elif item.type == "record_link" and isinstance(value, RecordLink):
+                    wanted.setdefault(value.object, set()).add(value.id)
+                elif item.type == "lookup" and isinstance(value, int):
+                    wanted.setdefault(item.target or "", set()).add(value)
+                elif item.type == "many_to_many" and isinstance(value, list):
+                    wanted.setdefault(item.target or "", set()).update(value)
+        known = _KnownReferences(users=set())
+        listed = sorted(owners)
+        for start in range(0, len(listed), MAX_LIMIT):
+            chunk = listed[start : start + MAX_LIMIT]
+            known.users.update(
+                db.session.scalars(select(User.id).where(User.id.in_(chunk), User.active))
+            )
+        for target_name, ids in wanted.items():
+            readable = self.system or self.can(target_name, "read")
+            if target_name in self.catalog.objects and readable:
+                known.visible[target_name] = self._visible_ids(self.object(target_name), ids)
+        return known
+
+    def _check_unique(
+        self,
+        meta: ObjectMeta,
+        typed: Mapping[str, Any],
+        errors: dict[str, str],
+        exclude_id: int | None = None,
+    ) -> None:
+        """Unique fields: refuse a value another record holds (whoever may see it)."""
+        table = self.catalog.table(meta.name)
+        for name, value in typed.items():
+            item = meta.fields.get(name)
+            if item is None or not item.unique or name in errors or is_empty(value):
+                continue
+            if not item.in_row or item.encrypted:
+                continue
+            stored = to_storage(item, value).get(name)
+            statement = select(table.c.id).where(table.c[name] == stored).limit(1)
+            if exclude_id is not None:
+                statement = statement.where(table.c.id != exclude_id)
+            if db.session.execute(statement).first() is not None:
+                errors[name] = f"{item.label} {value} is already used by another record."
 
     def _check_rules(
         self, meta: ObjectMeta, values: dict[str, Any], errors: dict[str, str]
@@ -863,6 +1152,21 @@ class RecordService:
                     errors.setdefault(str(key), str(message))
             else:
                 log.warning("Plugin %s returned %s from record_changing.", plugin, type(result))
+
+    def _emit_many(self, changes: list[RecordChange]) -> None:
+        """Announce a batch: a core listener with a ``many`` variant gets it at once
+        (one INSERT for the search outbox), the others and plugins one change at a time."""
+        from bastion.runtime import platform
+
+        for listener in core_listeners():
+            many = getattr(listener, "many", None)
+            if many is not None:
+                many(changes)
+            else:
+                for change in changes:
+                    listener(change)
+        for change in changes:
+            platform().hook("record_changed", change=change)
 
     def _emit(self, change: RecordChange) -> None:
         for listener in core_listeners():
@@ -917,6 +1221,16 @@ def _context_for(user: Any) -> ValueContext:
     return ValueContext(time_zone=zone, phone_region=region, default_currency=currency)
 
 
+def _unique_violation(meta: ObjectMeta, exc: IntegrityError) -> ValidationFailed:
+    """The database refused a duplicate that passed our check (a concurrent write)."""
+    text = str(getattr(exc, "orig", exc))
+    for name, item in meta.fields.items():
+        if item.unique and (f"uq_{meta.name}_{name}" in text or f".{name}" in text):
+            return ValidationFailed({name: f"{item.label}: that value is already used."})
+    log.warning("Write refused by a database constraint on %s.", meta.name)
+    return ValidationFailed({"": "The database refused the change; nothing was saved."})
+
+
 def _same(left: Any, right: Any) -> bool:
     if is_empty(left) and is_empty(right):
         return True
@@ -961,6 +1275,19 @@ def _decrypt(
 
     plain = cipher().decrypt(token, context=f"{meta.name}.{item.name}:{record_id}")
     return parse(item, plain, ValueContext(time_zone="UTC"))
+
+
+def _references_to(catalog: Catalog, target: str) -> Iterator[tuple[ObjectMeta, FieldMeta]]:
+    """Lookups and many-to-many fields pointing at ``target``, removed ones included:
+    a removed field keeps its column (and foreign key) until it is purged."""
+    for meta in catalog.objects.values():
+        for item in meta.all_fields.values():
+            if item.target == target and not item.standard and not item.purged:
+                yield meta, item
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is int and value > 0
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

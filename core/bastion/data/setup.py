@@ -17,8 +17,11 @@ def sync_definitions(app: Flask) -> list[str]:
     from bastion.runtime import platform
 
     changes = sync_declared(platform(app).objects)
-    for line in changes:
-        log.info("Data model: %s", line)
+    if changes:
+        objects = [line for line in changes if line.startswith("object ")]
+        log.info(
+            "Data model: %d definition changes (%s).", len(changes), "; ".join(objects) or "fields"
+        )
     return changes
 
 

@@ -227,8 +227,10 @@ def add_field_storage(
     table = tables[meta.name]
     dialect = connection.dialect
     if item.type == "many_to_many":
-        metadata = table.metadata
-        junction = _junction(metadata, meta, item) if item.target in tables else None
+        # A catalog that already knows the field has built its junction table.
+        junction = table.metadata.tables.get(identifier(junction_table_name(meta.name, item.name)))
+        if junction is None and item.target in tables:
+            junction = _junction(table.metadata, meta, item)
         if junction is not None:
             create_object_table(connection, junction)
         return

@@ -115,9 +115,18 @@ def _url(meta: FieldMeta, raw: Any, c: ValueContext) -> str:
     if "://" not in text:
         text = f"https://{text}"
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or " " in text:
+    try:
+        host = parts.hostname or ""
+        parts.port  # noqa: B018  (raises ValueError for "javascript:alert(1)")
+    except ValueError:
+        host = ""
+    if parts.scheme not in ("http", "https") or not _HOST.fullmatch(host) or " " in text:
         raise FieldValueError(f"{meta.label} must be a web address (http or https).")
     return text
+
+
+#: A host name (letters of any script, digits, hyphens, dots) or an IPv6 literal.
+_HOST = re.compile(r"[\w-]+(?:\.[\w-]+)*\.?|[0-9a-f]*:[0-9a-f:.]+")
 
 
 def _integer(meta: FieldMeta, raw: Any, _c: ValueContext) -> int:

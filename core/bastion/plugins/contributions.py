@@ -80,6 +80,8 @@ class NavItem:
     #: Shown only to users holding this permission; None: any signed-in user.
     permission: str | None = None
     order: int = 100
+    #: Arguments of the endpoint's URL, e.g. (("object", "accounts"),).
+    args: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         _require(isinstance(self.label, str) and bool(self.label), "A NavItem needs a label.")
@@ -91,6 +93,13 @@ class NavItem:
         _require(
             self.permission is None or isinstance(self.permission, str),
             f"NavItem {self.label!r}: permission must be a name or None.",
+        )
+        _require(
+            isinstance(self.args, tuple)
+            and all(
+                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in self.args
+            ),
+            f"NavItem {self.label!r}: args must be (name, value) pairs.",
         )
 
 

@@ -21,6 +21,7 @@ ADMIN_SECTIONS = (
     ("admin.users", "admin_users.teams", "Teams", "Teams, managers and sub-teams."),
     ("admin.roles", "admin_users.security", "Security", "Require MFA for everyone or per role."),
     ("admin.roles", "admin_access.roles", "Roles", "Permissions, record scope and field security."),
+    ("admin.schema", "admin_schema.objects", "Objects and fields", "Custom fields and objects."),
 )
 
 

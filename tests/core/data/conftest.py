@@ -67,3 +67,15 @@ def bearer(app, email: str, scopes: list[str] | None = None) -> dict[str, str]:
         user = db.session.scalar(select(User).where(User.email == email))
         _, raw = create_token(user, f"test {secrets.token_hex(4)}", scopes=scopes)
         return {"Authorization": f"Bearer {raw}"}
+
+
+def set_field_access(app, role: str, object_name: str, field: str, access: str) -> None:
+    """Give the role a field rule: "hidden" or "read_only" (roles: sales_rep, ...)."""
+    from bastion.models import Role, RoleFieldRule
+
+    with app.app_context():
+        row = db.session.scalar(select(Role).where(Role.name == role))
+        row.field_rules.append(
+            RoleFieldRule(object_name=object_name, field_name=field, access=access)
+        )
+        db.session.commit()

@@ -136,6 +136,59 @@ def test_hook_register_objects(plugin_app):
         assert "example" not in platform(plugin_app).enabled_plugins()
 
 
+def _system_records(app):
+    from bastion.data.records import RecordService
+
+    return RecordService(None, system=True)
+
+
+def test_declared_objects_get_their_table_while_disabled(plugin_app):
+    from sqlalchemy import inspect
+
+    from bastion.db import db
+
+    with plugin_app.app_context():
+        columns = {c["name"] for c in inspect(db.engine).get_columns("obj_example_things")}
+    assert {"id", "owner", "version", "name", "size", "colour"} <= columns
+
+
+def test_hook_record_changing(plugin_app):
+    from bastion.data.errors import ValidationFailed
+
+    module = example_module(plugin_app)
+    with plugin_app.test_request_context():
+        # Disabled: its hook is not called, so nothing is refused or adjusted.
+        thing = _system_records(plugin_app).create("example_things", {"name": " big ", "size": 500})
+        assert thing["name"] == "big"
+    set_enabled(plugin_app, "example")
+    with plugin_app.test_request_context():
+        records = _system_records(plugin_app)
+        with pytest.raises(ValidationFailed) as refused:
+            records.create("example_things", {"name": "huge", "size": module.MAX_SIZE + 1})
+        assert refused.value.errors == {"size": "Example things are at most 100 big."}
+        # A hook may adjust the values about to be written.
+        assert records.create("example_things", {"name": "  small one"})["name"] == "Small one"
+        assert records.count("example_things") == 2
+
+
+def test_hook_record_changed(plugin_app):
+    module = example_module(plugin_app)
+    set_enabled(plugin_app, "example")
+    module.CHANGES.clear()
+    with plugin_app.test_request_context():
+        records = _system_records(plugin_app)
+        thing = records.create("example_things", {"name": "one", "size": 3})
+        records.update("example_things", thing.id, {"size": 4}, version=thing.version)
+        records.delete("example_things", thing.id)
+    assert [(o, a, i) for o, a, i, _ in module.CHANGES] == [
+        ("example_things", "create", thing.id),
+        ("example_things", "update", thing.id),
+        ("example_things", "delete", thing.id),
+    ]
+    assert "name" in module.CHANGES[0][3]
+    assert module.CHANGES[1][3] == ("size", "updated_at", "version")
+
+
 def copycat_registry(monkeypatch) -> PluginRegistry:
     """The installed plugins plus `copycat`, which declares example's object again."""
     copycat = types.ModuleType("bastion_copycat")

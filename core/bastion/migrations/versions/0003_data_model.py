@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("plugin", sa.String(100), nullable=True),
         sa.Column("name_field", sa.String(50), nullable=True),
         sa.Column("rules", sa.Text(), nullable=False),
+        sa.Column("admin_rules", sa.Text(), nullable=False),
         sa.Column("duplicate_keys", sa.Text(), nullable=False),
         sa.Column("sensitive", sa.Boolean(), nullable=False),
         sa.Column("retired", sa.Boolean(), nullable=False),
