@@ -38,6 +38,11 @@ def record(
     log.info("audit %s", action, extra=entry)
 
 
+def current_actor() -> str:
+    """Who acts now, as audit entries name them ("user:3" or "system")."""
+    return _current_actor()
+
+
 def _current_actor() -> str:
     if has_request_context():
         user = getattr(g, "_login_user", None)

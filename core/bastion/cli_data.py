@@ -148,6 +148,7 @@ def import_records(
     as_email: str | None,
 ) -> None:
     """Import a CSV FILE ('-' for standard input) into OBJECT's records."""
+    from bastion.access import has_permission
     from bastion.data import importer
     from bastion.data.errors import RecordError
     from bastion.db import db
@@ -178,7 +179,12 @@ def import_records(
             user_id = None if service.system else service.user.id
             try:
                 importer.save_mapping(
-                    report.object, save_as, report.columns, options.key_field, user_id
+                    report.object,
+                    save_as,
+                    report.columns,
+                    options.key_field,
+                    user_id,
+                    replace_any=service.system or has_permission(service.user, "admin.schema"),
                 )
             except importer.ImportProblem as exc:
                 raise click.ClickException(exc.message) from None

@@ -35,9 +35,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     module = type(dbapi_connection).__module__
     if not module.startswith("sqlite3"):
         return
+    # SQLite's own lower() folds ASCII only; "contains" filters must find "ÄRGER" by
+    # "ärger" as PostgreSQL does. Deterministic, so SQLite may use it in indexes.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.close()
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value

@@ -50,6 +50,17 @@ def prepare_data_dir(data_dir: Path, *, force: bool) -> None:
 
 def reset_database() -> None:
     """With --force on a server database: drop Bastion's tables before creating them anew."""
+    from sqlalchemy import inspect
+
+    # Record tables first: they reference users and each other.
+    generated = [
+        name for name in inspect(db.engine).get_table_names() if name.startswith(("obj_", "m2m_"))
+    ]
+    with db.engine.begin() as connection:
+        quote = connection.dialect.identifier_preparer.quote
+        cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""
+        for name in sorted(generated, key=lambda n: not n.startswith("m2m_")):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}{cascade}")
     db.metadata.drop_all(db.engine)
     with db.engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")

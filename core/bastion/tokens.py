@@ -39,7 +39,7 @@ DEFAULT_EXPIRES_DAYS = 90
 USE_RESOLUTION_SECONDS = 60
 #: Longer than any token we issue; longer input is refused before it is hashed.
 RAW_MAX_LENGTH = 100
-OBJECT_PERMISSION_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}:(?:" + "|".join(OBJECT_ACTIONS) + r")$")
+OBJECT_PERMISSION_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}:(?:" + "|".join(OBJECT_ACTIONS) + r")\Z")
 
 
 class TokenError(ValueError):

@@ -30,7 +30,7 @@ from bastion.data.catalog import (
 )
 from bastion.data.formulas import FormulaError, check_formula
 from bastion.data.models import DataRevision, FieldRow, ObjectRow
-from bastion.data.values import FieldValueError, ValueContext, check, parse
+from bastion.data.values import FieldValueError, ValueContext, check, parse, pattern_problem
 from bastion.db import db
 from bastion.models import utcnow
 from bastion.plugins.contributions import (
@@ -202,6 +202,11 @@ def field_from_spec(spec: Mapping[str, Any]) -> FieldDefinition:
             raise DefinitionError(f"{key} must be a whole number.", key)
     if values.get("pattern") == "":
         values["pattern"] = None
+    if values.get("pattern") is not None:
+        pattern = values["pattern"]
+        problem = pattern_problem(pattern) if isinstance(pattern, str) else "A pattern is text."
+        if problem:
+            raise DefinitionError(problem, "pattern")
     if "label" in values:
         values["label"] = values["label"].strip()[:100]
     try:
@@ -331,8 +336,13 @@ def _tables_complete() -> bool:
     for meta in catalog.objects.values():
         if meta.table_name not in present:
             return False
+        table = catalog.table(meta.name)
         columns = storage.existing_columns(connection, meta.table_name)
-        if any(c.name not in columns for c in catalog.table(meta.name).columns):
+        if any(c.name not in columns for c in table.columns):
+            return False
+        # A new version may back a field with a new index.
+        indexes = {ix["name"] for ix in storage.inspect(connection).get_indexes(meta.table_name)}
+        if any(index.name not in indexes for index in table.indexes):
             return False
     return all(t.name in present for t in catalog.junctions.values())
 
@@ -352,16 +362,13 @@ def _apply_storage(catalog: Catalog) -> None:
         if meta.table_name in created:
             continue
         columns = storage.existing_columns(connection, meta.table_name)
-        indexes = {ix["name"] for ix in storage.inspect(connection).get_indexes(meta.table_name)}
         for item in meta.all_fields.values():
-            if item.standard or item.purged or not item.in_row:
-                continue
-            if item.name not in columns:
+            if not (item.standard or item.purged or not item.in_row) and item.name not in columns:
                 storage.add_field_storage(connection, meta, item, catalog.tables)
-                continue
-            for index in catalog.table(meta.name).indexes:
-                if index.name not in indexes and item.name in index.columns:
-                    connection.execute(storage.CreateIndex(index))
+        indexes = {ix["name"] for ix in storage.inspect(connection).get_indexes(meta.table_name)}
+        for index in catalog.table(meta.name).indexes:
+            if index.name not in indexes:
+                connection.execute(storage.CreateIndex(index))
 
 
 # --------------------------------------------------------------------------- administrators
@@ -616,6 +623,8 @@ def update_field(object_name: str, field_name: str, changes: Mapping[str, Any]) 
             setattr(row, key, value)
         db.session.flush()
         after = field_meta_from_row(row)
+        if after.max_length != before.max_length:
+            storage.widen_text_column(db.session.connection(), meta, after)
         if (before.unique, before.indexed) != (after.unique, after.indexed) and after.in_row:
             connection = db.session.connection()
             storage.drop_field_indexes(connection, meta, before)

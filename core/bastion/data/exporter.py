@@ -8,9 +8,10 @@ fetched a page at a time, so a large export never sits in memory.
 
 CSV cells are written by :func:`bastion.data.values.to_text` under a header of field
 API names, so a file exported and imported again maps by itself and keeps its values
-(money with its currency, dates in ISO form, multi-picklists joined by ";"). A text
-cell starting with ``= + - @`` gets a leading apostrophe, so a spreadsheet shows it
-instead of running it as a formula (CSV injection); the importer removes it again.
+(money with its currency, dates in ISO form, multi-picklists joined by ";"). A cell
+starting with ``= + - @`` (a plain number aside), whatever its field's type, gets a
+leading apostrophe, so a spreadsheet shows it instead of running it as a formula (CSV
+injection); the importer removes it again.
 JSON is the REST API's record shape (:mod:`bastion.data.serialize`), one array.
 
 Each export is audited before the first byte leaves: object, format, filters, sort,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -35,9 +37,8 @@ from bastion.data.serialize import record_to_json
 from bastion.data.values import to_text
 
 FORMATS = ("csv", "json")
-#: Field types whose cells could be taken for a formula by a spreadsheet.
-ESCAPED_TYPES = frozenset({"text", "long_text", "email", "url", "picklist", "multi_picklist"})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 
@@ -112,11 +113,21 @@ class Export:
         yield "".join(batch)
 
 
+def formula_like(text: str) -> bool:
+    """Whether a cell starts like a formula (after any apostrophes), a number aside.
+
+    Decided by the value, not the field's type: a formula field computing text (a
+    contact's name) or an amount with its currency ("-5.00 EUR") is as risky as a text
+    field. Leading apostrophes count, so a value that starts with one survives the
+    importer's removal of the escape.
+    """
+    core = text.lstrip("'")
+    return core.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(core)
+
+
 def csv_cell(item: FieldMeta, value: object) -> str:
     text = to_text(item, value)
-    if item.type in ESCAPED_TYPES and text.startswith(FORMULA_STARTS):
-        return "'" + text
-    return text
+    return "'" + text if formula_like(text) else text
 
 
 def _csv_text(rows: list[list[str]]) -> str:

@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from bastion import audit
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import RecordError, ValidationFailed
-from bastion.data.exporter import ESCAPED_TYPES, FORMULA_STARTS
+from bastion.data.exporter import formula_like
 from bastion.data.models import ImportMapping
 from bastion.data.query import Filter
 from bastion.data.records import MAX_LIMIT, RecordService
@@ -704,8 +704,7 @@ class Importer:
             raw = cells[column.index].strip() if column.index < len(cells) else ""
             if not raw:
                 continue
-            escaped = raw[0] == "'" and raw[1:2] and raw[1] in FORMULA_STARTS
-            if escaped and column.field.type in ESCAPED_TYPES:
+            if raw[0] == "'" and formula_like(raw[1:]):
                 raw = raw[1:]  # escaped by the exporter against CSV injection
             values[column.field.name] = raw
         if self.service.system and "owner" not in values and self.options.default_owner is not None:
@@ -951,12 +950,20 @@ def save_mapping(
     mapping: Mapping[str, str],
     key_field: str | None,
     user_id: int | None,
+    *,
+    replace_any: bool = False,
 ) -> ImportMapping:
-    """Create or replace the object's mapping called ``name`` (the caller commits)."""
+    """Create or replace the object's mapping called ``name`` (the caller commits).
+
+    Mappings are shared by everyone who imports the object, so one saved by someone
+    else is replaced only with ``replace_any`` (the system, or ``admin.schema``).
+    """
     name = " ".join(name.split())
     if not name or len(name) > MAX_MAPPING_NAME:
         raise ImportProblem(f"Name the mapping with 1 to {MAX_MAPPING_NAME} characters.")
     row = load_mapping(object_name, name)
+    if row is not None and not replace_any and row.created_by_id != user_id:
+        raise ImportProblem(f"Someone else saved a mapping called “{name}”; choose another name.")
     if row is None:
         row = ImportMapping(object_name=object_name, name=name)
         db.session.add(row)

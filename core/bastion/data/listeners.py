@@ -1,4 +1,9 @@
-"""The core's record-event listeners: the audit entry and the search-index job."""
+"""The core's record-event listeners: the audit entry and the search-index job.
+
+Both belong to the record's transaction: the outbox row is written in it, and the
+audit entry is written when it commits (``audit_buffer``), so a rolled-back change
+leaves neither behind.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from flask import Flask
 from sqlalchemy import insert
 
 from bastion import audit
+from bastion.data.audit_buffer import record_on_commit
 from bastion.data.catalog import current_catalog
 from bastion.data.events import RecordChange, subscribe
 from bastion.data.models import SearchOutbox
@@ -35,8 +41,10 @@ def audit_change(change: RecordChange) -> None:
             diff[name] = {"before": before, "after": after}
     elif change.action == "merge":
         diff["merged_ids"] = list(change.merged_ids)
-    audit.record(
+    record_on_commit(
+        db.session(),
         f"record.{change.action}",
+        actor=audit.current_actor(),
         object_type=change.object,
         object_id=change.record_id,
         changes=diff or None,

@@ -63,7 +63,8 @@ def parse_list_params(
         if key == "sort":
             params.sort = value or None
         elif key == "limit":
-            if not value.isdigit() or not 1 <= int(value) <= max_limit:
+            digits = value.isascii() and value.isdigit() and len(value) <= 6  # not "²"
+            if not digits or not 1 <= int(value) <= max_limit:
                 raise BadQuery(
                     f"limit must be a whole number from 1 to {max_limit}.", field="limit"
                 )

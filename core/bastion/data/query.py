@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy.sql import ColumnElement as Col
 
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import BadQuery
-from bastion.data.values import FieldValueError, ValueContext, parse
+from bastion.data.values import MAX_INTEGER, FieldValueError, ValueContext, parse
 
 OPERATORS = {
     "eq": "equals",
@@ -234,17 +234,67 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
+#: A cursor is a few sort values; anything longer is forged (and costly to decode).
+MAX_CURSOR = 2048
+#: The longest text a cursor may carry for a sort column (text columns hold 2,048 at most).
+MAX_CURSOR_TEXT = 2048
+_INTEGER_TYPES = frozenset({"integer", "lookup", "record_link"})
+_DECIMAL_TYPES = frozenset({"decimal", "currency", "percent"})
+_BAD_CURSOR = "The cursor does not belong to this list; start again from the first page."
+
+
 def _decode_value(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         ((tag, text),) = value.items()
+        if not isinstance(text, str) or len(text) > 64:
+            raise ValueError("bad cursor value")
         if tag == "D":
             return Decimal(text)
         if tag == "T":
             return datetime.fromisoformat(text)
         if tag == "d":
             return date.fromisoformat(text)
-    if isinstance(value, dict | list):
+    if isinstance(value, dict | list | float):
         raise ValueError("bad cursor value")
+    return value
+
+
+def _checked_value(item: FieldMeta, value: Any) -> Any:
+    """``value`` if it can be a stored value of ``item``'s column, else ValueError.
+
+    A cursor comes back from the client: a forged one must not reach the database with
+    a value of the wrong type (PostgreSQL refuses it: a 500) or one whose conversion is
+    costly (a decimal of 10**300000 scaled to the column's integer).
+    """
+    if value is None:
+        return None
+    kind = item.type
+    if kind in _INTEGER_TYPES:
+        if type(value) is not int or not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
+            raise ValueError("not a whole number of the column")
+        return value
+    if kind in _DECIMAL_TYPES:
+        if not isinstance(value, Decimal):
+            raise ValueError("not a decimal")
+        probe = FieldMeta(item.name, "decimal", item.label, scale=item.scale)
+        if parse(probe, value) != value:  # finite, within the scale and the precision
+            raise ValueError("not a stored decimal")
+        return value
+    if kind == "date":
+        if type(value) is not date:
+            raise ValueError("not a date")
+        return value
+    if kind == "datetime":
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("not a datetime")
+        return value.astimezone(UTC)  # here, not when bound: it may overflow (year 1)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError("not a boolean")
+        return value
+    if not isinstance(value, str) or len(value) > MAX_CURSOR_TEXT or "\x00" in value:
+        raise ValueError("not a text")
+    value.encode("utf-8")  # a lone surrogate cannot be sent to the database
     return value
 
 
@@ -253,18 +303,22 @@ def encode_cursor(signature: str, values: list[Any]) -> str:
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, signature: str, count: int) -> list[Any]:
+def decode_cursor(cursor: str, signature: str, items: list[FieldMeta]) -> list[Any]:
+    """The sort values of ``cursor``, each checked against its column's field ``items``."""
     try:
+        if len(cursor) > MAX_CURSOR:
+            raise ValueError("cursor too long")
         padded = cursor + "=" * (-len(cursor) % 4)
         found, values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if found != signature or len(values) != count:
+        if found != signature or not isinstance(values, list) or len(values) != len(items):
             raise ValueError("cursor of another query")
-        return [_decode_value(v) for v in values]
-    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
-        raise BadQuery(
-            "The cursor does not belong to this list; start again from the first page.",
-            field="cursor",
-        ) from None
+        return [
+            _checked_value(item, _decode_value(value))
+            for item, value in zip(items, values, strict=True)
+        ]
+    except (ArithmeticError, RecursionError, ValueError, TypeError, FieldValueError):
+        # json.JSONDecodeError, UnicodeError and decimal's errors are among these.
+        raise BadQuery(_BAD_CURSOR, field="cursor") from None
 
 
 def sort_signature(meta: ObjectMeta, keys: list[SortKey]) -> str:

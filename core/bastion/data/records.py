@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, false, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from bastion import authz
+from bastion import audit, authz
+from bastion.data.audit_buffer import record_on_commit
 from bastion.data.catalog import Catalog, FieldMeta, ObjectMeta, UnknownObject, current_catalog
 from bastion.data.errors import (
     BadQuery,
@@ -34,7 +37,7 @@ from bastion.data.errors import (
 )
 from bastion.data.events import RecordChange, core_listeners
 from bastion.data.formulas import evaluate, referenced_names
-from bastion.data.models import Sequence
+from bastion.data.models import SearchOutbox, Sequence
 from bastion.data.query import (
     Filter,
     SortKey,
@@ -252,16 +255,19 @@ class RecordService:
         if ids is not None:
             statement = statement.where(table.c.id.in_(sorted(set(ids))[:MAX_LIMIT]))
         columns = []
+        items = []  # the field of each sort column: a cursor's values are checked against it
         for key in keys:
             item = self.readable_field(meta, key.field)
             if not item.sortable or not item.in_row:
                 raise BadQuery(f"Lists cannot be sorted by {item.label}.", field=key.field)
             columns.append((table.c[item.name], key.descending))
+            items.append(item)
         if not any(column.name == "id" for column, _ in columns):
             columns.append((table.c.id, keys[-1].descending if keys else False))
+            items.append(meta.all_fields["id"])
         signature = sort_signature(meta, keys)
         if cursor:
-            values = decode_cursor(cursor, signature, len(columns))
+            values = decode_cursor(cursor, signature, items)
             statement = statement.where(after_condition(columns, values))
         dialect = db.session.get_bind().dialect.name
         statement = statement.order_by(*order_clauses(columns, dialect)).limit(limit + 1)
@@ -659,21 +665,25 @@ class RecordService:
             self._write_many(meta, record_id, item.many)
 
     def _next_numbers(self, meta: ObjectMeta, item: FieldMeta, count: int) -> list[str]:
+        """``count`` consecutive numbers of an auto-number field (rows already inserted)."""
+        where = (Sequence.object_name == meta.name, Sequence.field_name == item.name)
+        if db.session.scalar(select(Sequence.next_value).where(*where)) is None:
+            # First use: start after the records that exist. Two processes may get here
+            # at once; ON CONFLICT lets exactly one seed win and the other carry on.
+            table = self.catalog.table(meta.name)
+            existing = (db.session.scalar(select(func.count()).select_from(table)) or 0) - count
+            dialect = db.session.get_bind().dialect.name
+            insert_row = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(
+                Sequence
+            ).values(object_name=meta.name, field_name=item.name, next_value=existing + 1)
+            db.session.execute(insert_row.on_conflict_do_nothing())
         # One conditional UPDATE takes the row lock, so concurrent creates get distinct numbers.
         updated = db.session.execute(
             update(Sequence)
-            .where(Sequence.object_name == meta.name, Sequence.field_name == item.name)
+            .where(*where)
             .values(next_value=Sequence.next_value + count)
             .returning(Sequence.next_value)
-        ).scalar()
-        if updated is None:
-            table = self.catalog.table(meta.name)
-            total = db.session.scalar(select(func.count()).select_from(table)) or 0
-            db.session.add(
-                Sequence(object_name=meta.name, field_name=item.name, next_value=total + 1)
-            )
-            db.session.flush()
-            updated = total + 1
+        ).scalar_one()
         return [_format_number(item.format, n) for n in range(updated - count, updated)]
 
     def update(
@@ -829,21 +839,14 @@ class RecordService:
         for source, item in _references_to(self.catalog, meta.name):
             if item.type == "many_to_many":
                 if into is not None:
-                    self._repoint_many(source, item, ids, into)
+                    self._repoint_many(meta, source, item, ids, into)
                 continue  # junction rows go with the record (ON DELETE CASCADE)
             if item.type != "lookup" or item.encrypted:
                 continue
             table = self.catalog.table(source.name)
             column = table.c[item.name]
             if into is None and item.on_delete == "restrict" and not item.removed:
-                count = db.session.scalar(
-                    select(func.count()).select_from(table).where(column.in_(ids))
-                )
-                if count:
-                    raise Conflict(
-                        f"{count} {source.label_plural.lower()} refer to this "
-                        f"{meta.label.lower()} in {item.label}; reassign or delete them first."
-                    )
+                self._refuse_referenced(meta, source, item, column.in_(ids))
             pointing = column.in_(ids)
             if into is not None and source.name == meta.name:
                 # The survivor must not become its own parent: its link is cleared (its
@@ -854,11 +857,13 @@ class RecordService:
                     .where(table.c.id == into, column.in_(ids))
                     .values({item.name: None})
                 )
-            db.session.execute(
+            released = db.session.execute(
                 update(table)
                 .where(pointing)
                 .values({item.name: into, "version": table.c.version + 1, "updated_at": utcnow()})
+                .returning(table.c.id)
             )
+            self._references_released(meta, ids, source, item, list(released.scalars()), into)
         for source in self.catalog.objects.values():
             for item in source.all_fields.values():
                 if item.type != "record_link" or item.purged or item.encrypted:
@@ -876,9 +881,88 @@ class RecordService:
                             update(table).where(match & (table.c.id == into)).values(cleared)
                         )
                         match = match & (table.c.id != into)
-                db.session.execute(update(table).where(match).values(values))
+                released = db.session.execute(
+                    update(table).where(match).values(values).returning(table.c.id)
+                )
+                self._references_released(meta, ids, source, item, list(released.scalars()), into)
 
-    def _repoint_many(self, source: ObjectMeta, item: FieldMeta, ids: list[int], into: int) -> None:
+    def _refuse_referenced(
+        self, meta: ObjectMeta, source: ObjectMeta, item: FieldMeta, pointing: Any
+    ) -> None:
+        """Conflict when records refer through a restricting lookup to those going.
+
+        The number said is of the referring records the user may see: a count of all of
+        them would tell how many records exist beyond the user's scope.
+        """
+        table = self.catalog.table(source.name)
+        counting = select(func.count()).select_from(table).where(pointing)
+        total = db.session.scalar(counting) or 0
+        if not total:
+            return
+        visible = total
+        if not self.system:
+            visible = 0
+            seen = self.can(source.name, "read") and self.field_access(source).get(item.name)
+            if seen and seen != "hidden":
+                scope = self._scope(source, table)
+                scoped = counting if scope is None else counting.where(scope)
+                visible = db.session.scalar(scoped) or 0
+        what = f"this {meta.label.lower()}"
+        if visible == total:
+            raise Conflict(
+                f"{total} {source.label_plural.lower()} refer to {what} in {item.label}; "
+                "reassign or delete them first."
+            )
+        if visible:
+            raise Conflict(
+                f"{visible} {source.label_plural.lower()} refer to {what} in {item.label}, "
+                "and other records you cannot see also refer to it; reassign or delete the "
+                "ones you see, and ask someone who can see the others."
+            )
+        raise Conflict(
+            f"Other records you cannot see refer to {what}, so it cannot be deleted; ask "
+            "someone who can see them to reassign or delete them."
+        )
+
+    def _references_released(
+        self,
+        meta: ObjectMeta,
+        ids: list[int],
+        source: ObjectMeta,
+        item: FieldMeta,
+        changed: list[int],
+        into: int | None,
+    ) -> None:
+        """Audit and re-index the records whose reference a delete or merge changed:
+        their rows were updated in bulk, without a record event each."""
+        if not changed:
+            return
+        changes: dict[str, Any] = {
+            "field": item.name,
+            "target": meta.name,
+            "target_ids": list(ids),
+            "count": len(changed),
+        }
+        if into is None:
+            changes["cleared"] = True
+        else:
+            changes["moved_to"] = into
+        record_on_commit(  # like the record events' entries: only if this commits
+            db.session(),
+            "record.references_released",
+            actor=audit.current_actor(),
+            object_type=source.name,
+            changes=changes,
+        )
+        if any(field.searchable for field in source.fields.values()):
+            rows = [
+                {"object_name": source.name, "record_id": i, "action": "index"} for i in changed
+            ]
+            db.session.execute(insert(SearchOutbox), rows)
+
+    def _repoint_many(
+        self, meta: ObjectMeta, source: ObjectMeta, item: FieldMeta, ids: list[int], into: int
+    ) -> None:
         junction = self.catalog.junction(source.name, item.name)
         rows = db.session.execute(
             select(junction.c.record_id).where(junction.c.target_id.in_(ids)).distinct()
@@ -895,6 +979,7 @@ class RecordService:
         fresh = [{"record_id": r, "target_id": into} for r in sorted(linked - already)]
         if fresh:
             db.session.execute(insert(junction), fresh)
+        self._references_released(meta, ids, source, item, sorted(linked), into)
 
     def merge(
         self,

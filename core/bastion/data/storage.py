@@ -39,6 +39,11 @@ from bastion.data.catalog import FieldMeta, ObjectMeta, junction_table_name
 MAX_IDENTIFIER = 63  # PostgreSQL's limit; SQLite has none
 
 
+def quoted(connection: Connection, name: str) -> str:
+    """``name`` as an identifier in the connection's SQL dialect (quoted when needed)."""
+    return connection.dialect.identifier_preparer.quote(name)
+
+
 def identifier(name: str) -> str:
     """``name`` if short enough for PostgreSQL, else a prefix with a stable hash."""
     if len(name) <= MAX_IDENTIFIER:
@@ -136,8 +141,15 @@ def field_indexes(meta: ObjectMeta, item: FieldMeta, table: Table) -> list[Index
         return [
             Index(identifier(f"ix_{base}"), table.c[f"{item.name}__object"], table.c[item.name])
         ]
-    if item.indexed or item.type == "lookup":
+    if item.type == "lookup":
         return [Index(identifier(f"ix_{base}"), table.c[item.name])]
+    if item.indexed:
+        # The second index serves the commonest list: one owner's records sorted by
+        # this field. Without it the database sorts all of that owner's rows per page.
+        return [
+            Index(identifier(f"ix_{base}"), table.c[item.name]),
+            Index(identifier(f"ox_{base}"), table.c.owner, table.c[item.name], table.c.id),
+        ]
     return []
 
 
@@ -164,14 +176,23 @@ def build_tables(
         columns = _standard_columns()
         for item in meta.all_fields.values():
             columns.extend(field_columns(item))
-        table = Table(meta.table_name, metadata, *columns)
+        # AUTOINCREMENT: SQLite would otherwise hand a deleted newest record's id to the
+        # next one, and audit entries, links and "update by id" imports would point at it.
+        table = Table(meta.table_name, metadata, *columns, sqlite_autoincrement=True)
         # Lists filter by owner and page by id; updated_at backs "recently changed".
         Index(identifier(f"ix_{meta.name}_owner"), table.c.owner, table.c.id)
         Index(identifier(f"ix_{meta.name}_updated_at"), table.c.updated_at)
         if meta.name_field and meta.name_field in table.c:
             name_item = meta.all_fields[meta.name_field]
             if not (name_item.unique or name_item.indexed or name_item.encrypted):
+                # Lists sort by the name field by default, often within one owner's records.
                 Index(identifier(f"nx_{meta.name}"), table.c[meta.name_field], table.c.id)
+                Index(
+                    identifier(f"onx_{meta.name}"),
+                    table.c.owner,
+                    table.c[meta.name_field],
+                    table.c.id,
+                )
         for item in meta.all_fields.values():
             field_indexes(meta, item, table)  # an Index on a table's columns joins that table
         tables[meta.name] = table
@@ -240,21 +261,25 @@ def add_field_storage(
             continue
         spec = str(CreateColumn(column).compile(dialect=dialect))
         if column.name == item.name and item.type == "lookup" and not item.encrypted:
-            spec += f" REFERENCES obj_{item.target} (id)"
-        connection.execute(text(f"ALTER TABLE {meta.table_name} ADD COLUMN {spec}"))
+            spec += f" REFERENCES {quoted(connection, f'obj_{item.target}')} (id)"
+        table_name = quoted(connection, meta.table_name)
+        connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {spec}"))
     scratch = Table(
         meta.table_name,
         MetaData(),
+        Column("id", BigInteger),
+        Column("owner", BigInteger),
         *[Column(c.name, c.type) for c in field_columns(item, with_fk=False)],
     )
     for index in field_indexes(meta, item, scratch):
         connection.execute(CreateIndex(index))
 
 
-def field_index_names(object_name: str, field_name: str) -> tuple[str, str]:
+def field_index_names(object_name: str, field_name: str) -> tuple[str, ...]:
     return (
         identifier(f"uq_{object_name}_{field_name}"),
         identifier(f"ix_{object_name}_{field_name}"),
+        identifier(f"ox_{object_name}_{field_name}"),
     )
 
 
@@ -271,7 +296,7 @@ def drop_field_indexes(connection: Connection, meta: ObjectMeta, item: FieldMeta
     names = field_index_names(meta.name, item.name)
     for index in inspect(connection).get_indexes(meta.table_name):
         if index["name"] in names:
-            connection.execute(text(f"DROP INDEX {index['name']}"))
+            connection.execute(text(f"DROP INDEX {quoted(connection, index['name'])}"))
 
 
 def purge_field_storage(connection: Connection, meta: ObjectMeta, item: FieldMeta) -> bool:
@@ -283,7 +308,7 @@ def purge_field_storage(connection: Connection, meta: ObjectMeta, item: FieldMet
     if item.type == "many_to_many":
         name = identifier(junction_table_name(meta.name, item.name))
         if name in existing_tables(connection):
-            connection.execute(text(f"DROP TABLE {name}"))
+            connection.execute(text(f"DROP TABLE {quoted(connection, name)}"))
         return True
     if not item.in_row:
         return True
@@ -292,10 +317,36 @@ def purge_field_storage(connection: Connection, meta: ObjectMeta, item: FieldMet
     present = existing_columns(connection, meta.table_name)
     names = [name for name in names if name in present]
     if connection.dialect.name == "sqlite" and item.type == "lookup":
-        assignments = ", ".join(f'"{name}" = NULL' for name in names)
-        # Identifiers come from validated definitions (snake_case), never from input.
-        connection.execute(text(f"UPDATE {meta.table_name} SET {assignments}"))  # noqa: S608
+        assignments = ", ".join(f"{quoted(connection, name)} = NULL" for name in names)
+        # Identifiers come from validated definitions (snake_case), and are quoted besides.
+        table_name = quoted(connection, meta.table_name)
+        connection.execute(text(f"UPDATE {table_name} SET {assignments}"))  # noqa: S608
         return False
+    table_name = quoted(connection, meta.table_name)
     for name in names:
-        connection.execute(text(f'ALTER TABLE {meta.table_name} DROP COLUMN "{name}"'))
+        connection.execute(text(f"ALTER TABLE {table_name} DROP COLUMN {quoted(connection, name)}"))
     return True
+
+
+def widen_text_column(connection: Connection, meta: ObjectMeta, item: FieldMeta) -> None:
+    """Make a text column hold the field's (raised) ``max_length``, on PostgreSQL.
+
+    Only ever widened: a longer varchar keeps its rows and indexes as they are, and a
+    lower limit is enforced when values are checked. SQLite ignores lengths.
+    """
+    if connection.dialect.name != "postgresql" or not item.in_row or item.purged:
+        return
+    wanted = column_type(item)
+    if not isinstance(wanted, String) or isinstance(wanted, Text) or wanted.length is None:
+        return
+    found = [c for c in inspect(connection).get_columns(meta.table_name) if c["name"] == item.name]
+    length = getattr(found[0]["type"], "length", None) if found else None
+    if length is None or length >= wanted.length:
+        return
+    kind = wanted.compile(dialect=connection.dialect)
+    connection.execute(
+        text(
+            f"ALTER TABLE {quoted(connection, meta.table_name)} "
+            f"ALTER COLUMN {quoted(connection, item.name)} TYPE {kind}"
+        )
+    )

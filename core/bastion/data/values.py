@@ -24,6 +24,10 @@ FALSE_WORDS = frozenset({"false", "0", "no", "n", "off", "f"})
 MAX_INTEGER = 2**63 - 1
 MAX_TEXT = 100_000  # long text; anything longer is surely a mistake or an attack
 LIST_SEPARATOR = ";"
+#: A field's ``pattern`` is applied to texts up to this long (longer ones are refused).
+MAX_PATTERN_INPUT = 1_000
+#: The longest ``pattern`` an administrator may give a field.
+MAX_PATTERN = 200
 
 
 class FieldValueError(ValueError):
@@ -136,7 +140,7 @@ def _integer(meta: FieldMeta, raw: Any, _c: ValueContext) -> int:
         value = raw
     elif isinstance(raw, float) and raw.is_integer():
         value = int(raw)
-    elif isinstance(raw, str) and re.fullmatch(r"[+-]?\d{1,19}", raw.replace(",", "")):
+    elif isinstance(raw, str) and re.fullmatch(r"[+-]?[0-9]{1,19}", raw.replace(",", "")):
         value = int(raw.replace(",", ""))
     else:
         raise FieldValueError(f"{meta.label} must be a whole number.")
@@ -263,12 +267,16 @@ def _multi_picklist(meta: FieldMeta, raw: Any, _c: ValueContext) -> list[str]:
     return [option for option in meta.options if option in chosen]  # declared order, no repeats
 
 
+#: A record id as text: ASCII digits only (str.isdigit also takes "²", which int() refuses).
+_ASCII_ID = re.compile(r"[0-9]{1,18}")
+
+
 def _record_id(meta: FieldMeta, raw: Any) -> int:
     if isinstance(raw, dict) and set(raw) == {"id"}:
         raw = raw["id"]
     if isinstance(raw, bool):
         raise FieldValueError(f"{meta.label} must be a record id.")
-    if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit() and len(raw) < 19):
+    if isinstance(raw, int) or (isinstance(raw, str) and _ASCII_ID.fullmatch(raw)):
         value = int(raw)
         if 0 < value <= MAX_INTEGER:
             return value
@@ -330,6 +338,12 @@ def check(meta: FieldMeta, value: Any) -> None:
             limit = max(limit, 2048)
         if len(value) > limit:
             raise FieldValueError(f"{meta.label} is longer than {limit} characters.")
+        if meta.pattern and len(value) > MAX_PATTERN_INPUT:
+            # A backtracking pattern's time grows with the text: check short texts only.
+            raise FieldValueError(
+                f"{meta.label} must follow a format, so it takes at most "
+                f"{MAX_PATTERN_INPUT:,} characters."
+            )
         if meta.pattern and not re.fullmatch(meta.pattern, value):
             raise FieldValueError(f"{meta.label} does not have the expected format.")
     number = value.amount if isinstance(value, Money) else value
@@ -338,6 +352,34 @@ def check(meta: FieldMeta, value: Any) -> None:
             raise FieldValueError(f"{meta.label} must be at least {meta.min_value}.")
         if meta.max_value is not None and number > meta.max_value:
             raise FieldValueError(f"{meta.label} must be at most {meta.max_value}.")
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a field's ``pattern`` is refused, or None: too long, or a quantified group
+    holding a quantifier, such as ``(a+)+``, whose matching time can explode."""
+    if len(pattern) > MAX_PATTERN:
+        return f"A pattern takes at most {MAX_PATTERN} characters."
+    opened: list[int] = []
+    escaped = False
+    for index, char in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "(":
+            opened.append(index)
+        elif char == ")" and opened:
+            start = opened.pop()
+            quantified = pattern[index + 1 : index + 2] in ("+", "*", "{")
+            if quantified and _QUANTIFIER.search(pattern, start + 1, index):
+                return (
+                    "A pattern may not repeat a group that repeats itself, such as (a+)+: "
+                    "checking a value could take very long."
+                )
+    return None
+
+
+_QUANTIFIER = re.compile(r"(?<!\\)[+*{]")
 
 
 # --------------------------------------------------------------------------- output

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
-_PERMISSION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*\Z")
+_PERMISSION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\Z")
 
 FIELD_TYPES = frozenset(
     {

@@ -46,7 +46,7 @@ RESERVED_NAMES = frozenset(
         "tokens",
     }
 )
-PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 log = logging.getLogger("bastion.plugins")
 
 

@@ -38,9 +38,9 @@ from bastion.web.params import bounded_int
 
 bp = Blueprint("admin_access", __name__, url_prefix="/admin")
 
-SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
-OBJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
-FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,63}\Z")
+OBJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}\Z")
+FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}\Z")
 #: The scope select's value for "no rule of its own: the 'every other object' row applies".
 INHERIT = ""
 NEW_ROW = "__new__"

@@ -96,8 +96,8 @@ ON_DELETE_CHOICES = (
     ("restrict", "Refuse to delete a record that is linked"),
     ("clear", "Clear the link"),
 )
-_API_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_RULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_API_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
+_RULE_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
 
 
 # --------------------------------------------------------------------------- helpers

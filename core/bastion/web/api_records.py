@@ -248,7 +248,7 @@ def delete_record(object_name: str, record_id: int) -> Response:
     raw = request.args.get("version")
     version = None
     if raw is not None:
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise BodyError(
                 400, "Bad query", "version must be the whole number you read.", field="version"
             )

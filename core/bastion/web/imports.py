@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,9 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
-from bastion.access import login_required
+from bastion.access import has_permission, login_required
 from bastion.data import importer
 from bastion.data.errors import RecordError
 from bastion.data.models import ImportJob
@@ -62,6 +63,10 @@ MAX_COLUMNS = 200
 
 #: Imports running at once in this process; later ones wait their turn (queued).
 MAX_RUNNING = 2
+#: Imports one user may have waiting or running at once (each holds a file of up to
+#: 32 MB and a worker's time); uploads still to be mapped, at most this many a day.
+MAX_UNFINISHED = 3
+MAX_UNMAPPED = 10
 
 _lock = threading.Lock()
 _slots = threading.BoundedSemaphore(MAX_RUNNING)
@@ -145,6 +150,33 @@ def _key_choices(service: RecordService, object_name: str) -> list[Any]:
     return found
 
 
+def _busy_message(exclude: int | None = None) -> str | None:
+    """Why the current user may not upload or start another import now, or None.
+
+    Only the last day's jobs count: a job a crash left "running" does not block for ever.
+    """
+    since = utcnow() - timedelta(seconds=STALE_SECONDS)
+    mine = (
+        select(ImportJob.status, func.count())
+        .where(ImportJob.user_id == current_user.id, ImportJob.created_at >= since)
+        .group_by(ImportJob.status)
+    )
+    if exclude is not None:
+        mine = mine.where(ImportJob.id != exclude)
+    counts = {status: count for status, count in db.session.execute(mine)}
+    if counts.get("queued", 0) + counts.get("running", 0) >= MAX_UNFINISHED:
+        return (
+            f"You already have {MAX_UNFINISHED} imports waiting or running; start another "
+            "when one of them has finished."
+        )
+    if exclude is None and counts.get("new", 0) >= MAX_UNMAPPED:
+        return (
+            f"You uploaded {MAX_UNMAPPED} files today without importing them; import "
+            "those or try again tomorrow."
+        )
+    return None
+
+
 # --------------------------------------------------------------------------- upload
 
 
@@ -168,6 +200,11 @@ def receive(object: str):
     meta = service.require(object, "import")
     sent = request.files.get("file")
     mapping = request.form.get("mapping", "").strip()
+    busy = _busy_message()
+    if busy is not None:
+        return render_template(
+            "imports/upload.html", meta=meta, mappings=importer.mapping_names(meta.name), error=busy
+        ), 429
     error = None
     data = sent.read() if sent is not None else b""
     if not data:
@@ -308,9 +345,20 @@ def start(job_id: int):
     if not any(columns.values()):
         db.session.commit()
         return _mapping_page(job, "Map at least one column to a field.", 422)
+    busy = _busy_message(exclude=job.id)
+    if busy is not None:
+        db.session.commit()
+        return _mapping_page(job, busy, 429)
     if save_as:
         try:
-            importer.save_mapping(meta.name, save_as, columns, key_field, current_user.id)
+            importer.save_mapping(
+                meta.name,
+                save_as,
+                columns,
+                key_field,
+                current_user.id,
+                replace_any=has_permission(current_user, "admin.schema"),
+            )
         except importer.ImportProblem as exc:
             db.session.rollback()
             return _mapping_page(job, exc.message, 422)

@@ -26,6 +26,7 @@ from bastion.data.errors import BadQuery, Conflict, RecordError, ValidationFaile
 from bastion.data.records import Record, RecordService
 from bastion.data.requests import request_service
 from bastion.data.values import is_empty, to_json
+from bastion.web.params import bounded_int
 from bastion.web.record_display import Display
 
 bp = Blueprint("merge", __name__, url_prefix="/o")
@@ -122,16 +123,21 @@ def _merge_object(service: RecordService, object_name: str) -> ObjectMeta:
 
 def parse_ids(values: list[str]) -> list[int]:
     """'4,9' or ids=4&ids=9 -> [4, 9]: distinct ids, between 2 and 10 of them."""
-    ids: list[int] = []
+    chosen: dict[int, None] = {}  # distinct ids in the order given
     for value in values:
         for part in value.split(","):
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit() or len(part) > 18 or int(part) == 0:
+            number = bounded_int(part, minimum=1)
+            if number is None:
                 raise BadQuery(f"{part[:20]!r} is not a record id.", field="ids")
-            if int(part) not in ids:
-                ids.append(int(part))
+            chosen[number] = None
+            if len(chosen) > MAX_RECORDS:  # too many already: stop reading
+                break
+        if len(chosen) > MAX_RECORDS:
+            break
+    ids = list(chosen)
     if not MIN_RECORDS <= len(ids) <= MAX_RECORDS:
         raise BadQuery(
             f"Choose {MIN_RECORDS} to {MAX_RECORDS} records to merge ({len(ids)} chosen).",
@@ -255,7 +261,7 @@ def chosen_values(screen: Screen, picked: dict[str, str]) -> dict[str, Any]:
         choice = picked.get(item.name, row.chosen)
         if choice == COMBINE and row.combinable:
             value = _combined(item, screen.records)
-        elif choice.isdigit() and int(choice) in by_id:
+        elif bounded_int(choice, minimum=1) in by_id:
             value = by_id[int(choice)].get(item.name)
         else:
             raise BadQuery(f"Choose which value of {item.label} to keep.", field=item.name)

@@ -26,6 +26,7 @@ from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.records import Record, RecordService
 from bastion.data.values import FieldValueError, Money, RecordLink, is_empty, parse
 from bastion.db import db
+from bastion.web.params import bounded_int
 from bastion.web.record_display import Display, zone_of
 
 #: The widget of each field type (computed types are shown read-only).
@@ -312,7 +313,8 @@ def build_widget(
             widget.lookup_url = url_for("records.lookup", object=item.target)
         ids = text if isinstance(text, list) else [text] if text else []
         for ident in ids:
-            name = display.name(item.target, int(ident)) if str(ident).isdigit() else ""
+            number = bounded_int(str(ident), minimum=1)  # from the address: maybe "²", 10**30
+            name = display.name(item.target, number) if number is not None else ""
             widget.chosen.append((str(ident), name or f"#{ident}"))
     if item.type == "record_link":
         widget.options = [
@@ -321,8 +323,9 @@ def build_widget(
             if service.can(meta.name, "read")
         ]
         target, _, ident = str(text).partition(":")
-        if target and ident.isdigit():
-            name = display.name(target, int(ident))
+        number = bounded_int(ident, minimum=1)
+        if target and number is not None:
+            name = display.name(target, number)
             widget.chosen = [(ident, name or f"#{ident}")]
             widget.value = {"object": target, "id": ident}
         else:

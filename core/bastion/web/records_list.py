@@ -384,12 +384,15 @@ def bulk(object: str):
     meta = object_for(object)
     form = request.form
     action = form.get("action", "")
-    ids = []
+    back = _back_url(meta, form.get("back", ""))
+    chosen: dict[int, None] = {}  # distinct ids in the order given (a list would be quadratic)
     for raw in form.getlist("ids"):
         number = bounded_int(raw, minimum=1)
-        if number is not None and number not in ids:
-            ids.append(number)
-    back = _back_url(meta, form.get("back", ""))
+        if number is not None:
+            chosen[number] = None
+            if len(chosen) > MAX_BULK:  # refused below; reading the rest is wasted work
+                break
+    ids = list(chosen)
     if action == "merge" and merge_available() and ids:
         # The merge screen (bastion.web.merge) checks the permissions and the count.
         return redirect(

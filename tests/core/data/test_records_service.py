@@ -233,3 +233,35 @@ def test_unique_values_are_refused_with_the_field_named(demo_app):
             == 2
         )
         assert records.count("accounts") == 2
+
+
+def test_audit_entries_are_written_only_for_committed_changes(demo_app, caplog):
+    caplog.set_level("INFO", logger="bastion.audit")
+    with service_as(demo_app, ADMIN) as records:
+        with pytest.raises(RuntimeError), records.atomic():
+            records.create("accounts", {"name": "Rolled back"})
+            raise RuntimeError("the import found a bad row")
+        assert "record.create" not in caplog.text
+        with records.atomic():
+            kept = records.create("accounts", {"name": "Kept"})
+            with pytest.raises(ValidationFailed), db.session.begin_nested():
+                records.create("accounts", {"name": "In a savepoint"})
+                raise ValidationFailed({"name": "refused after the write"})
+        assert records.count("accounts") == 1
+    entries = [r for r in caplog.records if getattr(r, "action", "") == "record.create"]
+    assert [e.object_id for e in entries] == [str(kept.id)]
+
+
+def test_contains_folds_non_ascii_case_on_both_databases(demo_app):
+    with service_as(demo_app, ADMIN) as records:
+        records.create("accounts", {"name": "ÄRGER Straße GmbH"})
+        for probe in ("ärger", "ÄRGER", "straße"):
+            found = records.query("accounts", filters=[Filter("name", "contains", probe)])
+            assert [r["name"] for r in found.records] == ["ÄRGER Straße GmbH"], probe
+
+
+def test_ids_of_deleted_records_are_never_reused(demo_app):
+    with service_as(demo_app, ADMIN) as records:
+        first = records.create("accounts", {"name": "First"})
+        records.delete("accounts", first.id)
+        assert records.create("accounts", {"name": "Second"}).id != first.id
