@@ -194,7 +194,9 @@ def init(
         with app.app_context():
             reset_database()
     try:
-        enabled = initialize(app, admin_email=admin_email, admin_password=password, demo=demo)
+        enabled = initialize(
+            app, admin_email=admin_email, admin_password=password, demo=demo, sample_records=demo
+        )
     except (IdentityError, PasswordPolicyError, SQLAlchemyError) as exc:
         if settings.is_sqlite:
             # The directory was never initialized: leave no half-made database behind.

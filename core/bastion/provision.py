@@ -66,7 +66,14 @@ def reset_database() -> None:
         connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
 
 
-def initialize(app: Flask, *, admin_email: str, admin_password: str, demo: bool) -> list[str]:
+def initialize(
+    app: Flask,
+    *,
+    admin_email: str,
+    admin_password: str,
+    demo: bool,
+    sample_records: bool = False,
+) -> list[str]:
     """Schema, plugin rows, first administrator and optionally the demo organization."""
     plat = platform(app)
     with app.app_context():
@@ -86,6 +93,10 @@ def initialize(app: Flask, *, admin_email: str, admin_password: str, demo: bool)
         db.session.commit()
         if demo:
             load_demo(app, admin_password)
+            if sample_records:  # `bastion init --demo`; tests start from no records
+                from bastion.demo_records import load_demo_records
+
+                load_demo_records()
     (plat.settings.data_dir / MARKER).write_text("initialized\n", encoding="ascii")
     return enabled
 

@@ -6,7 +6,8 @@ generate_data.py and times requests from one client over loopback:
 
 - a list page of 50 contacts filtered by owner and sorted by last name;
 - a contact's detail page;
-- the API list (same filter and sort) and API create (sequential, and 4 clients);
+- the API list (same filter and sort) and API create (one record per request from one
+  and from four clients, and arrays of 100 records per request);
 - a global search;
 - a CSV import (`bastion import contacts FILE`), in rows per second.
 
@@ -121,7 +122,7 @@ def main() -> None:
         form = {"email": ADMIN, "password": PASSWORD, "csrf_token": csrf}
         browser.open(f"{base}/login", data=urllib.parse.urlencode(form).encode())
 
-        def api(path: str, body: dict | None = None) -> dict:
+        def api(path: str, body: dict | list | None = None) -> dict:
             data = None if body is None else json.dumps(body).encode()
             request = urllib.request.Request(f"{base}{path}", data=data, headers=api_headers)
             with urllib.request.urlopen(request) as response:
@@ -181,6 +182,19 @@ def main() -> None:
             thread.join()
         rate = len(parallel) / (time.perf_counter() - started)
         report(f"API create, 4 clients ({rate:,.0f} records/s)", parallel)
+
+        def create_batch(index: int) -> None:
+            rows = [
+                {"last_name": f"Batch {index}-{n}", "email": f"b{index}.{n}@x.io"}
+                for n in range(100)
+            ]
+            api("/api/v1/contacts", rows)
+
+        batches = max(1, args.creates // 100)
+        started = time.perf_counter()
+        timings = timed(batches, create_batch)
+        rate = batches * 100 / (time.perf_counter() - started)
+        report(f"API create, arrays of 100 ({rate:,.0f} records/s)", timings)
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -56,3 +56,16 @@ def test_a_sales_rep_is_refused_system_status(demo_app):
     assert client.get("/status/report.json").status_code == 403
     assert 'href="/status/"' not in client.get("/").get_data(as_text=True)
     assert client.get("/admin/").status_code == 403
+
+
+def test_init_demo_loads_sample_records_that_respect_scope(cli, settings, app_for):
+    from tests.core.conftest import run_init
+    from tests.core.data.conftest import SAM, service_as
+
+    assert run_init(cli, "--demo").exit_code == 0
+    app = app_for(settings)
+    with service_as(app, None) as records:
+        assert records.count("accounts") == 5 and records.count("contacts") == 7
+    with service_as(app, SAM) as records:
+        names = {r["name"] for r in records.query("accounts").records}
+    assert names == {"Northwind Savings Bank", "St. Elisabeth Hospital"}

@@ -28,7 +28,7 @@ from bastion.data.catalog import (
     forget_catalog,
     load_catalog,
 )
-from bastion.data.formulas import FormulaError, check_formula
+from bastion.data.formulas import FormulaError, check_formula, formula_cycle
 from bastion.data.models import DataRevision, FieldRow, ObjectRow
 from bastion.data.values import FieldValueError, ValueContext, check, parse, pattern_problem
 from bastion.db import db
@@ -127,8 +127,16 @@ def _rules_json(rules: tuple[ValidationRule, ...]) -> str:
     return json.dumps([dataclasses.asdict(rule) for rule in rules])
 
 
-def _check_field(item: FieldDefinition, field_names: set[str], objects: set[str]) -> None:
-    """Consistency a FieldDefinition cannot check alone: targets, formulas, defaults."""
+def _check_field(
+    item: FieldDefinition,
+    field_names: set[str],
+    objects: set[str],
+    formulas: Mapping[str, str] | None = None,
+) -> None:
+    """Consistency a FieldDefinition cannot check alone: targets, formulas, defaults.
+
+    ``formulas``: the object's other formula fields (name -> formula), to refuse a cycle.
+    """
     if item.type in {"lookup", "many_to_many"} and item.target not in objects:
         raise DefinitionError(
             f"{item.label}: there is no object {item.target!r} to point to.", "target"
@@ -148,12 +156,23 @@ def _check_field(item: FieldDefinition, field_names: set[str], objects: set[str]
             check_formula(item.formula, field_names | set(STANDARD_FIELDS))
         except FormulaError as exc:
             raise DefinitionError(f"{item.label}: {exc}", "formula") from None
+        others = {**(formulas or {}), item.name: item.formula}
+        if formula_cycle(item.name, others.items()):
+            raise DefinitionError(
+                f"{item.label}: the formula reads its own value, directly or through "
+                "other formulas.",
+                "formula",
+            )
     if item.default is not None:
         meta = FieldMeta(**{k: getattr(item, k) for k in _META_KEYS if hasattr(item, k)})
         try:
             check(meta, parse(meta, item.default, ValueContext()))
         except FieldValueError as exc:
             raise DefinitionError(f"Default value: {exc}", "default") from None
+
+
+def _formulas(meta: ObjectMeta) -> dict[str, str]:
+    return {n: f.formula for n, f in meta.fields.items() if f.type == "formula" and f.formula}
 
 
 _META_KEYS = tuple(f.name for f in dataclasses.fields(FieldMeta))
@@ -425,13 +444,16 @@ def add_field(object_name: str, spec: Mapping[str, Any]) -> FieldMeta:
         catalog = _fresh_catalog()
         meta = catalog.get(object_name)
         if item.name in meta.all_fields:
-            state = (
-                " (removed; restore or purge it first)"
-                if meta.all_fields[item.name].removed
-                else ""
-            )
+            existing = meta.all_fields[item.name]
+            if existing.purged:
+                raise DefinitionError(
+                    f"{meta.label} had a field {item.name!r} that was purged; its name cannot "
+                    "be used again — choose another name.",
+                    "name",
+                )
+            state = " (removed; restore or purge it first)" if existing.removed else ""
             raise DefinitionError(f"{meta.label} already has a field {item.name!r}{state}.", "name")
-        _check_field(item, set(meta.all_fields), set(catalog.objects))
+        _check_field(item, set(meta.all_fields), set(catalog.objects), _formulas(meta))
         position = max((f.position for f in meta.all_fields.values()), default=0) + 1
         row = FieldRow(
             object_name=object_name,
@@ -497,8 +519,9 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
         if f"obj_{name}" in storage.existing_tables(db.session.connection()):
             raise DefinitionError(f"A table for {name!r} is left from before; pick another name.")
         names = {item.name for item in items}
+        formulas = {i.name: i.formula for i in items if i.type == "formula" and i.formula}
         for item in items:
-            _check_field(item, names, set(catalog.objects) | {name})
+            _check_field(item, names, set(catalog.objects) | {name}, formulas)
         db.session.add(
             ObjectRow(
                 name=name,
@@ -611,7 +634,7 @@ def update_field(object_name: str, field_name: str, changes: Mapping[str, Any]) 
         spec.update(changes)
         item = field_from_spec(spec)
         meta = _fresh_catalog().get(object_name)
-        _check_field(item, set(meta.all_fields), set(_fresh_catalog().objects))
+        _check_field(item, set(meta.all_fields), set(_fresh_catalog().objects), _formulas(meta))
         values = _row_values(item)
         if "position" in changes:
             if type(changes["position"]) is not int:

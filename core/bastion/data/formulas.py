@@ -155,6 +155,44 @@ def check_formula(source: str, field_names: Iterable[str]) -> None:
         raise FormulaError(f"The formula names unknown fields: {', '.join(sorted(unknown))}.")
 
 
+def _formula_inputs(formulas: tuple[tuple[str, str], ...]) -> dict[str, set[str]]:
+    """Each formula's name -> the other formulas it reads."""
+    names = {name for name, _ in formulas}
+    return {name: referenced_names(source) & names for name, source in formulas}
+
+
+@functools.lru_cache(maxsize=256)
+def formula_order(formulas: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """(name, source) pairs -> names in an order where inputs come first.
+
+    A formula on a cycle, or reading one, is left out: it has no value (None).
+    """
+    waiting = _formula_inputs(formulas)
+    order: list[str] = []
+    while True:
+        ready = [name for name, inputs in waiting.items() if not inputs & waiting.keys()]
+        if not ready:
+            return tuple(order)
+        order += ready
+        for name in ready:
+            del waiting[name]
+
+
+def formula_cycle(name: str, formulas: Iterable[tuple[str, str]]) -> bool:
+    """True when formula ``name`` reads itself, directly or through other formulas."""
+    inputs = _formula_inputs(tuple(formulas))
+    seen: set[str] = set()
+    stack = list(inputs.get(name, ()))
+    while stack:
+        current = stack.pop()
+        if current == name:
+            return True
+        if current not in seen:
+            seen.add(current)
+            stack.extend(inputs.get(current, ()))
+    return False
+
+
 def evaluate(source: str, values: dict[str, Any]) -> Any:
     """The formula's value for a record; None when an input is empty or arithmetic fails."""
     tree = compile_formula(source)

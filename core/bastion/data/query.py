@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, true
+from sqlalchemy import ColumnElement, and_, false, literal, or_, true
 from sqlalchemy.sql import ColumnElement as Col
 
 from bastion.data.catalog import FieldMeta, ObjectMeta
@@ -137,7 +137,7 @@ def condition(
             raise BadQuery(f"Filter on {meta.label}: give 1 to {MAX_IN} values.", field=meta.name)
         values = [_typed(meta, item, context) for item in items]
         if meta.type == "multi_picklist":
-            return or_(*[column.like(f"%;{v};%") for v in values])
+            return or_(*[_has_option(column, v) for v in values])
         if meta.type == "record_link":
             return or_(*[_link_eq(meta, table, v) for v in values])
         return column.in_(values)
@@ -145,13 +145,14 @@ def condition(
     if meta.type == "multi_picklist":
         if op not in {"eq", "ne"}:
             raise BadQuery(f"{meta.label} takes eq, ne, in, contains or empty.", field=meta.name)
-        matched = column.like(f"%;{value};%")
+        matched = _has_option(column, value)
         return matched if op == "eq" else or_(~matched, column.is_(None))
     if meta.type == "record_link":
         if op not in {"eq", "ne"}:
             raise BadQuery(f"{meta.label} takes eq, ne, in or empty.", field=meta.name)
         matched = _link_eq(meta, table, value)
-        return matched if op == "eq" else ~matched
+        # A link left empty does not equal the value either (like every other ``ne``).
+        return matched if op == "eq" else or_(~matched, column.is_(None))
     if value is None:
         return column.is_(None) if op == "eq" else column.is_not(None)
     if op == "eq":
@@ -166,6 +167,11 @@ def condition(
         "lt": column < value,
         "lte": column <= value,
     }[op]
+
+
+def _has_option(column: Any, option: str) -> ColumnElement[bool]:
+    """Multi-picklists are stored as ';a;b;': match one whole option, '%' and '_' literal."""
+    return column.like(f"%;{like_escape(option)};%", escape="\\")
 
 
 def _link_eq(meta: FieldMeta, table: Any, value: Any) -> ColumnElement[bool]:
@@ -210,16 +216,18 @@ def after_condition(columns: list[tuple[Col, bool]], values: list[Any]) -> Colum
     alternatives = []
     for index, (column, descending) in enumerate(columns):
         value = values[index]
+        # Bind each value with its column's type: a bare Python bool would turn
+        # ``column < True`` into a SQL expression SQLAlchemy refuses to build.
         equal_prefix = [
-            (c.is_(None) if v is None else c == v)
+            (c.is_(None) if v is None else c == literal(v, c.type))
             for (c, _), v in zip(columns[:index], values[:index], strict=True)
         ]
         if value is None:
             beyond = false() if descending else column.is_not(None)
         elif descending:
-            beyond = or_(column < value, column.is_(None))
+            beyond = or_(column < literal(value, column.type), column.is_(None))
         else:
-            beyond = column > value
+            beyond = column > literal(value, column.type)
         alternatives.append(and_(*equal_prefix, beyond) if equal_prefix else beyond)
     return or_(*alternatives) if alternatives else true()
 

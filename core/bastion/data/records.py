@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from bastion import audit, authz
+from bastion.data import storage
 from bastion.data.audit_buffer import record_on_commit
 from bastion.data.catalog import Catalog, FieldMeta, ObjectMeta, UnknownObject, current_catalog
 from bastion.data.errors import (
@@ -36,7 +37,7 @@ from bastion.data.errors import (
     ValidationFailed,
 )
 from bastion.data.events import RecordChange, core_listeners
-from bastion.data.formulas import evaluate, referenced_names
+from bastion.data.formulas import evaluate, formula_order, referenced_names
 from bastion.data.models import SearchOutbox, Sequence
 from bastion.data.query import (
     Filter,
@@ -172,11 +173,17 @@ class RecordService:
             if name == "owner" and not self.system:
                 level = "edit" if self._may_write(meta) else "read"
             access[name] = level
-        # A formula over a hidden field would reveal it: hide the formula too.
-        for name, item in meta.fields.items():
-            refs = referenced_names(item.formula) if item.formula else set()
-            if item.type == "formula" and any(access.get(ref) == "hidden" for ref in refs):
-                access[name] = "hidden"
+        # A formula over a hidden field would reveal it: hide the formula too, and any
+        # formula reading that formula (repeat until nothing more is hidden).
+        changed = True
+        while changed:
+            changed = False
+            for name, item in meta.fields.items():
+                if item.type != "formula" or not item.formula or access.get(name) == "hidden":
+                    continue
+                if any(access.get(ref) == "hidden" for ref in referenced_names(item.formula)):
+                    access[name] = "hidden"
+                    changed = True
         self._access[meta.name] = access
         return access
 
@@ -377,9 +384,7 @@ class RecordService:
                     if item.type == "record_link":
                         extra = row.get(f"{name}__object")
                     values[name] = from_storage(item, row[name], extra)
-        for name, item in meta.fields.items():
-            if item.type == "formula" and item.formula:
-                values[name] = _formula_value(item, values)
+        _add_formulas(meta, values)
         return values
 
     def _many_values(
@@ -1221,9 +1226,7 @@ class RecordService:
     ) -> None:
         for rule in meta.rules:
             complete = dict(values)
-            for name, item in meta.fields.items():
-                if item.type == "formula" and item.formula:
-                    complete[name] = _formula_value(item, complete)
+            _add_formulas(meta, complete)
             if not evaluate(rule.check, complete):
                 key = rule.field if rule.field in meta.fields else ""
                 errors.setdefault(key, rule.message)
@@ -1308,9 +1311,20 @@ def _context_for(user: Any) -> ValueContext:
 
 def _unique_violation(meta: ObjectMeta, exc: IntegrityError) -> ValidationFailed:
     """The database refused a duplicate that passed our check (a concurrent write)."""
-    text = str(getattr(exc, "orig", exc))
+    # Name the field exactly, never by substring ("code" is inside "code_2"): PostgreSQL
+    # gives the index's name, SQLite says "UNIQUE constraint failed: obj_x.col[, ...]".
+    orig = getattr(exc, "orig", exc)
+    constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+    columns: set[str] = set()
+    found = re.search(r"UNIQUE constraint failed: (.+)$", str(orig), re.MULTILINE)
+    if found:
+        columns = {part.strip() for part in found.group(1).split(",")}
     for name, item in meta.fields.items():
-        if item.unique and (f"uq_{meta.name}_{name}" in text or f".{name}" in text):
+        if not item.unique:
+            continue
+        if (constraint and constraint in storage.field_index_names(meta.name, name)) or (
+            f"{meta.table_name}.{name}" in columns
+        ):
             return ValidationFailed({name: f"{item.label}: that value is already used."})
     log.warning("Write refused by a database constraint on %s.", meta.name)
     return ValidationFailed({"": "The database refused the change; nothing was saved."})
@@ -1320,6 +1334,15 @@ def _same(left: Any, right: Any) -> bool:
     if is_empty(left) and is_empty(right):
         return True
     return left == right
+
+
+def _add_formulas(meta: ObjectMeta, values: dict[str, Any]) -> None:
+    """Every formula's value, a formula's inputs first (a formula may read another)."""
+    formulas = {n: f for n, f in meta.fields.items() if f.type == "formula" and f.formula}
+    for name in formulas:
+        values[name] = None  # on a cycle: no value
+    for name in formula_order(tuple((n, f.formula or "") for n, f in formulas.items())):
+        values[name] = _formula_value(formulas[name], values)
 
 
 def _formula_value(item: FieldMeta, values: dict[str, Any]) -> Any:

@@ -58,6 +58,9 @@ BATCH = 500
 REPAIR_BATCH = MAX_LIMIT
 #: Pause when there is nothing to do: saved records are findable within about this long.
 IDLE_SECONDS = 0.5
+#: Pause after a commit that left no backlog: saves arriving meanwhile share the next
+#: commit, instead of every single save paying for one (a commit costs 5-50 ms of CPU).
+COMMIT_SPACING_SECONDS = 0.25
 #: Pause after an unexpected error, so a broken database does not fill the log.
 ERROR_SECONDS = 5.0
 
@@ -120,6 +123,8 @@ class Indexer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        #: Rows the last outbox batch handled; a full batch means a backlog.
+        self.last_batch = 0
         self._start_lock = threading.Lock()
         #: (catalog revision, coverage file stamp) at which nothing needed repair.
         self._settled: tuple[int, int] | None = None
@@ -199,6 +204,7 @@ class Indexer:
         # Only now that the index committed: a crash before this line replays the rows.
         db.session.execute(delete(SearchOutbox).where(SearchOutbox.id.in_([r[0] for r in rows])))
         db.session.commit()
+        self.last_batch = len(rows)
         return len(rows)
 
     def _documents(self, wanted: dict[str, set[int]]) -> tuple[list[Document], list[str]]:
@@ -391,13 +397,17 @@ class Indexer:
         while not self._stop.is_set():
             pause = IDLE_SECONDS
             try:
+                self.last_batch = 0
                 with app.app_context():
                     if self.tick():
-                        pause = 0.0
+                        backlog = self.last_batch >= BATCH
+                        pause = 0.0 if backlog or not self.last_batch else COMMIT_SPACING_SECONDS
             except Exception:
                 log.exception("The search indexer failed; it retries in %s s.", ERROR_SECONDS)
                 pause = ERROR_SECONDS
-            if pause:
+            if pause == COMMIT_SPACING_SECONDS:
+                self._stop.wait(pause)  # wakes during the spacing join the next batch
+            elif pause:
                 self._wake.wait(pause)
                 self._wake.clear()
 

@@ -425,3 +425,25 @@ def test_duplicates_are_refused_only_when_asked(api, admin):
     assert body["matches"] and body["matches"][0]["id"]
     _problem(api.post("/api/v1/contacts?check_duplicates=maybe", headers=admin, json=again), 400)
     assert api.post("/api/v1/contacts", headers=admin, json=again).status_code == 201
+
+
+def test_an_array_creates_several_records_all_or_none(demo_app):
+    api = demo_app.test_client()
+    token = bearer(demo_app, ADMIN)
+    rows = [{"last_name": f"Batch {n}", "email": f"batch{n}@example.org"} for n in range(3)]
+    response = api.post("/api/v1/contacts", json=rows, headers=token)
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()["data"]
+    assert [row["last_name"] for row in created] == ["Batch 0", "Batch 1", "Batch 2"]
+    assert all(row["version"] == 1 for row in created)
+
+    bad = [{"last_name": "Fine"}, {"last_name": "Broken", "email": "not an email"}, {"x": 1}]
+    response = api.post("/api/v1/contacts", json=bad, headers=token)
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert set(errors) == {"[1].email", "[2].x", "[2].last_name"}
+    listed = api.get("/api/v1/contacts?last_name=Fine", headers=token).get_json()
+    assert listed["data"] == []  # the good row was rolled back with the bad ones
+    too_many = [{"last_name": "x"}] * 201
+    assert api.post("/api/v1/contacts", json=too_many, headers=token).status_code == 422
+    assert api.post("/api/v1/contacts", json=[], headers=token).status_code == 422

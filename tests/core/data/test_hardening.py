@@ -571,3 +571,155 @@ def test_references_moved_by_a_merge_are_audited_and_reindexed(demo_app, caplog)
         "moved_to": keep,
     }
     assert ada in _outbox(demo_app, "contacts")
+
+
+# --------------------------------------------------------------------------- 9. query fixes
+
+
+def _add_field(api, admin, object_name: str, spec: dict) -> None:
+    response = api.post(f"/api/v1/meta/{object_name}/fields", headers=admin, json=spec)
+    assert response.status_code == 201, response.get_data(as_text=True)
+
+
+def _ids(api, admin, object_name: str, query: dict) -> set[int]:
+    response = api.get(f"/api/v1/{object_name}", headers=admin, query_string=query)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {row["id"] for row in response.get_json()["data"]}
+
+
+@pytest.mark.parametrize("sort", ["flag", "-flag", "flag,-name"])
+def test_paging_a_list_sorted_by_a_boolean(demo_app, api, admin, sort):
+    _add_field(api, admin, "accounts", {"name": "flag", "label": "Flag", "type": "boolean"})
+    created = set()
+    for index, flag in enumerate([True, False, None, True, False]):
+        body = {"name": f"Co {index}", "flag": flag}
+        response = api.post("/api/v1/accounts", headers=admin, json=body)
+        assert response.status_code == 201, response.get_data(as_text=True)
+        created.add(response.get_json()["id"])
+    seen, cursor, pages = [], None, 0
+    while pages < 10:
+        query = {"sort": sort, "limit": 2} | ({"cursor": cursor} if cursor else {})
+        response = api.get("/api/v1/accounts", headers=admin, query_string=query)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        body = response.get_json()
+        seen += [row["id"] for row in body["data"]]
+        pages += 1
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert pages == 3 and len(seen) == 5 and set(seen) == created
+
+
+def test_multi_picklist_options_with_like_wildcards(demo_app, api, admin):
+    options = ["A_B", "AxB", "50%", "500"]
+    spec = {"name": "tags", "label": "Tags", "type": "multi_picklist", "options": options}
+    _add_field(api, admin, "accounts", spec)
+    ids = {}
+    for option in [*options, None]:
+        tags = [option] if option else []
+        response = api.post(
+            "/api/v1/accounts", headers=admin, json={"name": f"Co {option}", "tags": tags}
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+        ids[option] = response.get_json()["id"]
+    every = set(ids.values())
+    assert _ids(api, admin, "accounts", {"tags": "A_B"}) == {ids["A_B"]}
+    assert _ids(api, admin, "accounts", {"tags": "50%"}) == {ids["50%"]}
+    assert _ids(api, admin, "accounts", {"tags__in": "A_B,50%"}) == {ids["A_B"], ids["50%"]}
+    assert _ids(api, admin, "accounts", {"tags__ne": "A_B"}) == every - {ids["A_B"]}
+    assert _ids(api, admin, "accounts", {"tags__ne": "50%"}) == every - {ids["50%"]}
+
+
+def test_ne_on_a_record_link_keeps_empty_links(demo_app, api, admin):
+    with service_as(demo_app, ADMIN) as records:
+        first = records.create("accounts", {"name": "First"}).id
+        second = records.create("accounts", {"name": "Second"}).id
+        linked = {
+            target: records.create(
+                "activities",
+                {"subject": f"About {target}", "related_to": {"object": "accounts", "id": target}},
+            ).id
+            for target in (first, second)
+        }
+        unlinked = records.create("activities", {"subject": "About nothing"}).id
+    found = _ids(api, admin, "activities", {"related_to__ne": f"accounts:{first}"})
+    assert found == {linked[second], unlinked}
+    found = _ids(api, admin, "activities", {"related_to": f"accounts:{first}"})
+    assert found == {linked[first]}
+
+
+# --------------------------------------------------------------------------- 10. definitions
+
+
+def test_a_purged_field_name_cannot_be_reused(demo_app, api, admin):
+    from bastion.data import definitions
+
+    spec = {"name": "nickname", "label": "Nickname", "type": "text"}
+    _add_field(api, admin, "accounts", spec)
+    with demo_app.app_context():
+        definitions.remove_field("accounts", "nickname")
+        removed = api.post("/api/v1/meta/accounts/fields", headers=admin, json=spec)
+        assert "restore or purge it first" in _problem(removed, 422)["detail"]
+        definitions.purge_field("accounts", "nickname")
+    again = _problem(api.post("/api/v1/meta/accounts/fields", headers=admin, json=spec), 422)
+    assert "was purged" in again["detail"] and "choose another name" in again["detail"]
+    assert "restore" not in again["detail"]
+
+
+def test_a_unique_violation_found_by_the_database_names_the_right_field(demo_app, monkeypatch):
+    from bastion.data.errors import ValidationFailed
+    from bastion.data.records import RecordService
+
+    api, admin = demo_app.test_client(), bearer(demo_app, ADMIN)
+    for name in ("code", "code_2"):
+        spec = {"name": name, "label": name.title(), "type": "text", "unique": True}
+        _add_field(api, admin, "accounts", spec)
+    # Let the duplicate reach the database, as a concurrent write would.
+    monkeypatch.setattr(RecordService, "_check_unique", lambda *args, **kwargs: None)
+    with service_as(demo_app, ADMIN) as records:
+        records.create("accounts", {"name": "One", "code": "X", "code_2": "Y"})
+    for values, field in (({"code": "Z", "code_2": "Y"}, "code_2"), ({"code": "X"}, "code")):
+        with service_as(demo_app, ADMIN) as records, pytest.raises(ValidationFailed) as caught:
+            records.create("accounts", {"name": "Two", **values})
+        assert set(caught.value.errors) == {field}, caught.value.errors
+    assert _count(demo_app, "accounts") == 1
+
+
+def test_formulas_reading_later_formulas_and_cycles(demo_app, api, admin):
+    number = {"type": "formula", "formula_type": "integer"}
+    _add_field(
+        api, admin, "accounts", {"name": "f1", "label": "F1", "formula": "employees * 2"} | number
+    )
+    _add_field(
+        api, admin, "accounts", {"name": "f2", "label": "F2", "formula": "employees + 1"} | number
+    )
+    changed = api.patch(
+        "/api/v1/meta/accounts/fields/f1", headers=admin, json={"formula": "f2 * 2"}
+    )
+    assert changed.status_code == 200, changed.get_data(as_text=True)
+    created = api.post("/api/v1/accounts", headers=admin, json={"name": "Co", "employees": 5})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    body = api.get(f"/api/v1/accounts/{created.get_json()['id']}", headers=admin).get_json()
+    assert (body["f2"], body["f1"]) == (6, 12)
+    # A formula may not read itself, directly or through another formula.
+    for field, formula in (("f2", "f1 + 1"), ("f1", "f1 + 1")):
+        refused = api.patch(
+            f"/api/v1/meta/accounts/fields/{field}", headers=admin, json={"formula": formula}
+        )
+        problem = _problem(refused, 422)
+        assert problem["field"] == "formula" and "its own value" in problem["detail"]
+    cyclic = {"name": "f3", "label": "F3", "formula": "f4 + 1"} | number
+    both = {
+        "name": "gadgets",
+        "label": "Gadget",
+        "label_plural": "Gadgets",
+        "name_field": "title",
+        "fields": [
+            {"name": "title", "label": "Title", "type": "text"},
+            cyclic,
+            {"name": "f4", "label": "F4", "formula": "f3 + 1"} | number,
+        ],
+    }
+    problem = _problem(api.post("/api/v1/meta", headers=admin, json=both), 422)
+    assert "its own value" in problem["detail"]
+    assert api.get("/api/v1/meta/gadgets", headers=admin).status_code == 404

@@ -99,6 +99,25 @@ def test_a_formula_over_a_hidden_field_is_hidden(demo_app):
         assert records.field_access(meta)["first_name"] == "edit"
 
 
+def test_a_formula_reading_a_later_formula_over_a_hidden_field_is_hidden(demo_app):
+    number = {"type": "formula", "formula_type": "integer"}
+    with demo_app.test_request_context():
+        definitions.add_field(
+            "accounts", {"name": "outer", "label": "Outer", "formula": "1"} | number
+        )
+        definitions.add_field(
+            "accounts", {"name": "inner", "label": "Inner", "formula": "employees + 1"} | number
+        )
+        definitions.update_field("accounts", "outer", {"formula": "inner * 2"})
+    set_field_access(demo_app, "sales_rep", "accounts", "employees", "hidden")
+    with service_as(demo_app, ADMIN) as records:
+        created = records.create("accounts", {"name": "Co", "employees": 4})
+        assert (created["inner"], created["outer"]) == (5, 10)
+    with service_as(demo_app, SAM) as records:
+        access = records.field_access(records.object("accounts"))
+        assert access["inner"] == access["outer"] == "hidden"
+
+
 def test_stale_versions_are_refused_and_nothing_is_overwritten(demo_app):
     with service_as(demo_app, ADMIN) as records:
         account = records.create("accounts", {"name": "Original"})
