@@ -115,6 +115,13 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
+        # Measure a settled system: the index has caught up with earlier runs' records.
+        for _ in range(600):
+            status = run_cli(env, "search", "status")
+            waiting = re.search(r"Waiting in the outbox: (\d+)", status)
+            if waiting is None or waiting.group(1) == "0":
+                break
+            time.sleep(1)
         jar = http.cookiejar.CookieJar()
         browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         page = browser.open(f"{base}/login").read().decode()
