@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from flask import g, has_request_context
+from flask import g, has_app_context
 from sqlalchemy import Table, select
 
 from bastion.db import db
@@ -302,8 +302,12 @@ def stored_revision() -> int:
 
 
 def current_catalog() -> Catalog:
-    """The catalog at the stored revision; read once per request, cached per process."""
-    if has_request_context():
+    """The catalog at the stored revision, cached per process.
+
+    The revision is read once per application context (a request, a command, one
+    indexer pass), so a loop over thousands of records does not ask again per record.
+    """
+    if has_app_context():
         found = g.get("_bastion_catalog")
         if found is not None:
             return found
@@ -317,12 +321,12 @@ def current_catalog() -> Catalog:
             current = _cached.get(key)
             if current is None or current.revision <= revision:
                 _cached[key] = cached
-    if has_request_context():
+    if has_app_context():
         g._bastion_catalog = cached
     return cached
 
 
 def forget_catalog() -> None:
-    """Drop this request's copy after a definition change, so it sees its own change."""
-    if has_request_context():
+    """Drop this context's copy after a definition change, so it sees its own change."""
+    if has_app_context():
         g.pop("_bastion_catalog", None)

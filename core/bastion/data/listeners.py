@@ -53,22 +53,15 @@ def audit_change(change: RecordChange) -> None:
 
 def queue_search_update(change: RecordChange) -> None:
     """Write the index job in the record's transaction: committed together, or not at all."""
-    meta = current_catalog().objects.get(change.object)
-    if meta is None or not any(item.searchable for item in meta.fields.values()):
-        return
-    action = "delete" if change.action == "delete" else "index"
-    db.session.add(
-        SearchOutbox(object_name=change.object, record_id=change.record_id, action=action)
-    )
-    for merged in change.merged_ids:
-        db.session.add(SearchOutbox(object_name=change.object, record_id=merged, action="delete"))
+    queue_search_updates([change])
 
 
 def queue_search_updates(changes: Sequence[RecordChange]) -> None:
     """The same for a batch of changes (imports): one multi-row INSERT, not one per record."""
     rows = []
+    catalog = current_catalog()
     for change in changes:
-        meta = current_catalog().objects.get(change.object)
+        meta = catalog.objects.get(change.object)
         if meta is None or not any(item.searchable for item in meta.fields.values()):
             continue
         action = "delete" if change.action == "delete" else "index"

@@ -26,6 +26,7 @@ from bastion import __version__
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.query import OPERATORS, RANGE_OPS, TEXT_OPS, TEXTUAL
 from bastion.data.records import DEFAULT_LIMIT, MAX_LIMIT, RecordService
+from bastion.plugins.contributions import FIELD_TYPES
 
 API_BASE = "/api/v1"
 PROBLEM_TYPE = "application/problem+json"
@@ -569,27 +570,7 @@ def _meta_paths(admin: bool) -> dict[str, Any]:
 
 
 def _common_schemas() -> dict[str, Any]:
-    field_types = [
-        "text",
-        "long_text",
-        "email",
-        "phone",
-        "url",
-        "integer",
-        "decimal",
-        "currency",
-        "percent",
-        "date",
-        "datetime",
-        "boolean",
-        "picklist",
-        "multi_picklist",
-        "lookup",
-        "many_to_many",
-        "auto_number",
-        "formula",
-        "record_link",
-    ]
+    field_types = sorted(FIELD_TYPES)
     return {
         "Problem": {
             "type": "object",

@@ -207,15 +207,21 @@ class RecordService:
 
     # ------------------------------------------------------------------ scope
 
-    def _scope(self, meta: ObjectMeta, table: Table, action: str = "read") -> Any:
+    def _scope(self, meta: ObjectMeta, table: Table) -> Any:
+        """The condition limiting ``table`` to the records the user may read, or None."""
         if self.system:
             return None
-        owners = authz.reachable_owner_ids(self.user, meta.name, action)
+        owners = authz.reachable_owner_ids(self.user, meta.name, "read")
         if owners is None:
             return None
         if not owners:
             return false()
         return table.c.owner.in_(sorted(owners))
+
+    def _in_scope(self, meta: ObjectMeta, table: Table, statement: Any) -> Any:
+        """``statement`` limited to the records of ``table`` the user may read."""
+        scope = self._scope(meta, table)
+        return statement if scope is None else statement.where(scope)
 
     def _reaches(self, meta: ObjectMeta, action: str, owner_id: int | None) -> bool:
         if self.system:
@@ -229,15 +235,7 @@ class RecordService:
     ) -> Record:
         """One record; NotFound when it does not exist or lies outside the user's scope."""
         meta = self.require(object_name, "read")
-        table = self.catalog.table(meta.name)
-        statement = select(table).where(table.c.id == record_id)
-        scope = self._scope(meta, table)
-        if scope is not None:
-            statement = statement.where(scope)
-        row = db.session.execute(statement).mappings().first()
-        if row is None:
-            raise NotFound(f"{meta.label} {record_id} does not exist or is not visible to you.")
-        return self._records(meta, [row], fields)[0]
+        return self._records(meta, [self._load_row(meta, record_id, "read")], fields)[0]
 
     def query(
         self,
@@ -318,9 +316,7 @@ class RecordService:
 
     def _filtered(self, meta: ObjectMeta, table: Table, filters: Iterable[Filter]) -> Any:
         statement = select(table)
-        scope = self._scope(meta, table)
-        if scope is not None:
-            statement = statement.where(scope)
+        statement = self._in_scope(meta, table, statement)
         for item in filters:
             statement = statement.where(self._condition(meta, table, item, depth=0))
         return statement
@@ -340,9 +336,7 @@ class RecordService:
             inner = select(target_table.c.id).where(
                 self._condition(target, target_table, Filter(rest, item.op, item.value), depth + 1)
             )
-            scope = self._scope(target, target_table)
-            if scope is not None:
-                inner = inner.where(scope)
+            inner = self._in_scope(target, target_table, inner)
             return table.c[target_field.name].in_(inner)
         junction = None
         if target_field.type == "many_to_many":
@@ -421,9 +415,7 @@ class RecordService:
         names: dict[int, str] = {}
         for start in range(0, len(wanted), MAX_LIMIT):
             statement = select(table).where(table.c.id.in_(wanted[start : start + MAX_LIMIT]))
-            scope = self._scope(meta, table)
-            if scope is not None:
-                statement = statement.where(scope)
+            statement = self._in_scope(meta, table, statement)
             for row in db.session.execute(statement).mappings():
                 values = self._typed_row(meta, row, {})
                 if meta.name_field and self.field_access(meta).get(meta.name_field) == "hidden":
@@ -715,9 +707,7 @@ class RecordService:
     def _load_row(self, meta: ObjectMeta, record_id: int, action: str) -> Mapping[str, Any]:
         table = self.catalog.table(meta.name)
         statement = select(table).where(table.c.id == record_id)
-        scope = self._scope(meta, table)
-        if scope is not None:
-            statement = statement.where(scope)
+        statement = self._in_scope(meta, table, statement)
         row = db.session.execute(statement).mappings().first()
         if row is None:
             raise NotFound(f"{meta.label} {record_id} does not exist or is not visible to you.")
@@ -909,9 +899,7 @@ class RecordService:
             visible = 0
             seen = self.can(source.name, "read") and self.field_access(source).get(item.name)
             if seen and seen != "hidden":
-                scope = self._scope(source, table)
-                scoped = counting if scope is None else counting.where(scope)
-                visible = db.session.scalar(scoped) or 0
+                visible = db.session.scalar(self._in_scope(source, table, counting)) or 0
         what = f"this {meta.label.lower()}"
         if visible == total:
             raise Conflict(
@@ -1156,13 +1144,10 @@ class RecordService:
         """Those of ``ids`` that are records of ``target`` within the user's scope."""
         wanted = sorted(set(ids))
         table = self.catalog.table(target.name)
-        scope = self._scope(target, table)
         found: set[int] = set()
         for start in range(0, len(wanted), MAX_LIMIT):
             statement = select(table.c.id).where(table.c.id.in_(wanted[start : start + MAX_LIMIT]))
-            if scope is not None:
-                statement = statement.where(scope)
-            found.update(db.session.execute(statement).scalars())
+            found.update(db.session.execute(self._in_scope(target, table, statement)).scalars())
         return found
 
     def _known_references(
@@ -1257,11 +1242,7 @@ class RecordService:
             platform().hook("record_changed", change=change)
 
     def _emit(self, change: RecordChange) -> None:
-        for listener in core_listeners():
-            listener(change)
-        from bastion.runtime import platform
-
-        platform().hook("record_changed", change=change)
+        self._emit_many([change])
 
     def _prepare(self, meta: ObjectMeta, typed: Mapping[str, Any]) -> _Prepared:
         row: dict[str, Any] = {}

@@ -16,15 +16,13 @@ from typing import Any
 from flask import Blueprint, Response
 
 from bastion.access import login_required
-from bastion.data.errors import RecordError
 from bastion.data.requests import request_service
 from bastion.data.serialize import record_to_json
 from bastion.web.api_records import (
     BodyError,
-    body_problem,
+    answer_errors_as_problems,
     json_object,
     json_response,
-    record_problem,
 )
 
 bp = Blueprint("api_merge", __name__, url_prefix="/api/v1")
@@ -33,14 +31,7 @@ MAX_MERGED = 10
 BODY_KEYS = frozenset({"ids", "values", "version"})
 
 
-@bp.errorhandler(RecordError)
-def _record_error(exc: RecordError) -> Response:
-    return record_problem(exc)
-
-
-@bp.errorhandler(BodyError)
-def _body_error(exc: BodyError) -> Response:
-    return body_problem(exc)
+answer_errors_as_problems(bp)
 
 
 def _invalid(message: str, field: str) -> BodyError:

@@ -37,18 +37,16 @@ from bastion.data.definitions import (
     update_field,
     update_object,
 )
-from bastion.data.errors import NotFound, RecordError
+from bastion.data.errors import NotFound
 from bastion.data.openapi import SCHEMA_PERMISSION, build_document
 from bastion.data.records import RecordService
 from bastion.data.requests import forget_request_service, request_service
 from bastion.models import OBJECT_ACTIONS
 from bastion.web.api_records import (
-    BodyError,
+    answer_errors_as_problems,
     api_problem,
-    body_problem,
     json_object,
     json_response,
-    record_problem,
 )
 
 bp = Blueprint("api_meta", __name__, url_prefix="/api/v1")
@@ -127,14 +125,7 @@ def _changed() -> RecordService:
     return request_service()
 
 
-@bp.errorhandler(RecordError)
-def _record_error(exc: RecordError) -> Response:
-    return record_problem(exc)
-
-
-@bp.errorhandler(BodyError)
-def _body_error(exc: BodyError) -> Response:
-    return body_problem(exc)
+answer_errors_as_problems(bp)
 
 
 @bp.errorhandler(DefinitionError)

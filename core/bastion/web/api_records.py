@@ -150,14 +150,13 @@ def _location(object_name: str, record_id: int) -> str:
     return url_for(".get_record", object_name=object_name, record_id=record_id)
 
 
-@bp.errorhandler(RecordError)
-def _record_error(exc: RecordError) -> Response:
-    return record_problem(exc)
+def answer_errors_as_problems(blueprint: Blueprint) -> None:
+    """Record and body errors of an API blueprint's routes become problem details."""
+    blueprint.register_error_handler(RecordError, record_problem)
+    blueprint.register_error_handler(BodyError, body_problem)
 
 
-@bp.errorhandler(BodyError)
-def _body_error(exc: BodyError) -> Response:
-    return body_problem(exc)
+answer_errors_as_problems(bp)
 
 
 # --------------------------------------------------------------------------- routes

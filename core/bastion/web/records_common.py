@@ -54,8 +54,10 @@ def search_field(service: RecordService, meta: ObjectMeta) -> FieldMeta | None:
 
     The record service has no OR, so one field: the name field, or, when that is a
     formula (a contact's full name), the text field it is built from that every record
-    has (the required one, such as the last name). TODO: use the search index
-    (bastion.search) for a search over every searchable field once it exists.
+    has (the required one, such as the last name). The list filters in the database
+    rather than through the search index so that it pages like any other filter and
+    never lags behind a save; the global search (bastion.search) covers every
+    searchable field.
     """
     access = service.field_access(meta)
 
