@@ -169,8 +169,25 @@ def _rule_origin(rule: RoleObjectRule, object_name: str) -> str:
 
 
 def object_decision(user: Any, object_name: str, action: str) -> Decision:
-    """May the user do ``action`` on records of ``object_name`` at all (some record)?"""
+    """May the user do ``action`` on records of ``object_name`` at all (some record)?
+
+    Asked many times per request (every field, every related list), so the answer is
+    kept for the rest of the request, like the team graph.
+    """
     _check_action(action)
+    user_id = getattr(user, "id", None)
+    cache = _cache() if user_id is not None else None
+    # The token's scopes are part of the question: they narrow the answer.
+    key = ("decision", user_id, object_name, action, token_scopes_for(user))
+    if cache is not None and key in cache:
+        return cache[key]
+    decision = _object_decision(user, object_name, action)
+    if cache is not None:
+        cache[key] = decision
+    return decision
+
+
+def _object_decision(user: Any, object_name: str, action: str) -> Decision:
     refused = _precheck(user, object_name, action)
     if refused is not None:
         return refused

@@ -165,6 +165,7 @@ def init(
     force: bool,
 ) -> None:
     """Create the data directory, schema, secrets and first administrator."""
+    from bastion.data.definitions import DefinitionError
     from bastion.identity import IdentityError, normalize_email
     from bastion.passwords import PasswordPolicyError, Passwords
     from bastion.provision import ProvisionError, initialize, prepare_data_dir, reset_database
@@ -197,7 +198,7 @@ def init(
         enabled = initialize(
             app, admin_email=admin_email, admin_password=password, demo=demo, sample_records=demo
         )
-    except (IdentityError, PasswordPolicyError, SQLAlchemyError) as exc:
+    except (IdentityError, PasswordPolicyError, SQLAlchemyError, DefinitionError) as exc:
         if settings.is_sqlite:
             # The directory was never initialized: leave no half-made database behind.
             with app.app_context():
@@ -225,12 +226,17 @@ def init(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes sharing the port; one uses at most one CPU core.",
+)
 @with_app
-def serve(app: Flask, host: str, port: int, threads: int) -> None:
+def serve(app: Flask, host: str, port: int, threads: int, processes: int) -> None:
     """Serve Bastion with waitress."""
-    import waitress
-
-    from bastion import schema
+    from bastion import schema, server
 
     if not schema.is_current():
         raise click.ClickException(
@@ -243,12 +249,27 @@ def serve(app: Flask, host: str, port: int, threads: int) -> None:
     plat.run_pending_startups(app)
     from bastion.search import start_indexer
 
-    start_indexer(app)  # keeps the search index in step; replays what a crash left
-    click.echo(f"Bastion {__version__} serving on http://{host}:{port} (data: {settings.data_dir})")
+    workers = f", {processes} processes" if processes > 1 else ""
+    click.echo(
+        f"Bastion {__version__} serving on http://{host}:{port}{workers} "
+        f"(data: {settings.data_dir})"
+    )
     # Forwarded headers are judged by the application (bastion.web.proxies), which must
     # see them; without trusted proxies waitress drops them all.
-    options: dict[str, Any] = {"clear_untrusted_proxy_headers": not settings.trusted_proxy_count}
-    waitress.serve(app, host=host, port=port, threads=threads, ident="Bastion", **options)
+    options: dict[str, Any] = {
+        "clear_untrusted_proxy_headers": not settings.trusted_proxy_count,
+        "ident": "Bastion",
+    }
+    server.serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        processes=processes,
+        # Each serving process keeps the search index in step; replays what a crash left.
+        on_start=start_indexer,
+        options=options,
+    )
 
 
 @main.command()
@@ -267,9 +288,17 @@ def upgrade(app: Flask) -> None:
     _ensure_credentials_key(platform(app).settings)
     ensure_default_roles()  # adds missing default roles; never overwrites edited ones
     db.session.commit()
-    from bastion.data.setup import sync_definitions
+    from bastion.data.setup import DeclarationsHeld, sync_definitions
 
-    changed = sync_definitions(app)
+    try:
+        changed = sync_definitions(app)
+    except DeclarationsHeld as exc:
+        if exc.changes:
+            click.echo(f"Data model: {len(exc.changes)} definition changes applied.")
+        raise click.ClickException(
+            f"The database schema is upgraded, but some plugins' definitions were held "
+            f"back: {exc} Then run `bastion upgrade` again."
+        ) from None
     enabled = state.sync_new_plugins(platform(app).registry)
     click.echo(f"Schema: {before or 'empty'} -> {schema.current_revision()}.")
     if changed:

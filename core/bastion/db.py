@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
+
+from bastion.sqlite_gate import GatedConnection
 
 # Stable constraint names keep Alembic migrations identical on both databases.
 NAMING_CONVENTION = {
@@ -17,7 +20,14 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+# Objects keep their loaded state across a commit: a request that writes and then
+# answers (create, then render the record) would otherwise reload the signed-in user,
+# their roles and rules, and its API token after every commit. A request's session
+# ends with the request, so nothing stale outlives it.
+db = SQLAlchemy(
+    metadata=MetaData(naming_convention=NAMING_CONVENTION),
+    session_options={"expire_on_commit": False},
+)
 
 
 def engine_options(url: str) -> dict[str, Any]:
@@ -26,14 +36,15 @@ def engine_options(url: str) -> dict[str, Any]:
     common = {"hide_parameters": True}
     if url.startswith("sqlite"):
         # One file shared by waitress' threads; WAL lets readers run beside a writer.
-        return {**common, "connect_args": {"timeout": 15, "check_same_thread": False}}
+        # Writers queue at the gate rather than in SQLite's sleeping busy handler.
+        connect_args = {"timeout": 15, "check_same_thread": False, "factory": GatedConnection}
+        return {**common, "connect_args": connect_args}
     return {**common, "pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
 
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    module = type(dbapi_connection).__module__
-    if not module.startswith("sqlite3"):
+    if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     # SQLite's own lower() folds ASCII only; "contains" filters must find "ÄRGER" by
     # "ärger" as PostgreSQL does. Deterministic, so SQLite may use it in indexes.

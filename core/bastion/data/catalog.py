@@ -259,9 +259,16 @@ def load_catalog(revision: int) -> Catalog:
     from bastion.data.models import FieldRow, ObjectRow
 
     objects: dict[str, ObjectMeta] = {}
-    rows = db.session.scalars(select(ObjectRow).order_by(ObjectRow.name)).all()
+    # Fresh from the database even when the session holds older copies of these rows
+    # (objects are not expired on commit): this catalog is shared by the whole process.
+    fresh = {"populate_existing": True}
+    rows = db.session.scalars(
+        select(ObjectRow).order_by(ObjectRow.name).execution_options(**fresh)
+    ).all()
     field_rows = db.session.scalars(
-        select(FieldRow).order_by(FieldRow.object_name, FieldRow.position, FieldRow.id)
+        select(FieldRow)
+        .order_by(FieldRow.object_name, FieldRow.position, FieldRow.id)
+        .execution_options(**fresh)
     ).all()
     by_object: dict[str, list[FieldMeta]] = {}
     for row in field_rows:

@@ -12,11 +12,12 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.data import storage
 from bastion.data.catalog import (
@@ -64,6 +65,18 @@ ADMIN_EDITABLE_CUSTOM = ADMIN_EDITABLE_DECLARED | {
     "formula",
     "on_delete",
 }
+#: Settings that decide how a field's existing values are stored and read back, with the
+#: stored types they matter for (None: every type). A plugin's new version cannot change
+#: them, as existing values would be misread or orphaned: it must migrate its data itself.
+STORAGE_SETTINGS: dict[str, frozenset[str] | None] = {
+    "type": None,
+    "encrypted": None,  # ciphertext or plain values in the column
+    "target": frozenset({"lookup", "many_to_many"}),  # the foreign key, the junction table
+    "scale": frozenset({"decimal", "currency", "percent"}),  # amounts are scaled integers
+    "currency": frozenset({"currency"}),  # the code of amounts stored without one
+}
+#: Settings that only describe a field: changing them never touches stored values.
+DESCRIPTIVE = ("label", "help_text", "section")
 SPEC_KEYS = frozenset(f.name for f in dataclasses.fields(FieldDefinition))
 OBJECT_SPEC_KEYS = frozenset(
     {"name", "label", "label_plural", "icon", "description", "name_field", "fields", "rules"}
@@ -77,6 +90,14 @@ class DefinitionError(ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class DeclarationError(DefinitionError):
+    """A plugin declares something that cannot be stored; ``plugin`` names it."""
+
+    def __init__(self, message: str, field: str | None, plugin: str):
+        super().__init__(message, field)
+        self.plugin = plugin
 
 
 # --------------------------------------------------------------------------- helpers
@@ -236,103 +257,342 @@ def field_from_spec(spec: Mapping[str, Any]) -> FieldDefinition:
         raise DefinitionError(f"The field is not described correctly: {exc}.") from None
 
 
+# --------------------------------------------------------------------------- storage names
+
+
+class _StorageNames:
+    """Table and index names taken, to refuse a definition whose storage would collide.
+
+    Generated names are not unique by construction (``ix_orders_line_total`` serves
+    both orders.line_total and orders_line.total, ``m2m_a_b_c`` both a.b_c and a_b.c),
+    and both databases keep tables and indexes in one namespace. So every name a new
+    object or field could ever need (an index once it is made unique, say) is checked
+    against those of the catalog and of the database.
+    """
+
+    def __init__(self, catalog: Catalog):
+        self.present = storage.existing_names(db.session.connection())
+        self.holders: dict[str, str] = {}
+        for meta in catalog.objects.values():
+            self._hold(storage.object_storage_names(meta.name), f"the object {meta.name}")
+            for item in meta.all_fields.values():
+                if not (item.standard or item.purged):
+                    names = storage.field_storage_names(meta.name, item.name, item.type)
+                    self._hold(names, f"the field {meta.name}.{item.name}")
+
+    def _hold(self, names: set[str], holder: str) -> None:
+        for name in names:
+            self.holders.setdefault(name, holder)
+
+    def claim_object(self, name: str) -> None:
+        names = storage.object_storage_names(name)
+        self._claim(names, f"the object {name}", f"The object {name!r}")
+
+    def claim_field(self, object_name: str, item: FieldDefinition) -> None:
+        names = storage.field_storage_names(object_name, item.name, item.type)
+        holder = f"the field {object_name}.{item.name}"
+        self._claim(names, holder, f"The field {item.name!r} of {object_name}")
+
+    def _claim(self, names: set[str], holder: str, subject: str) -> None:
+        for name in sorted(names):
+            taken_by = self.holders.get(name)
+            if taken_by is None and name in self.present:
+                taken_by = "an existing table or index of the database"
+            if taken_by not in (None, holder):
+                raise DefinitionError(
+                    f"{subject} cannot be stored: the name {name} it needs is already taken "
+                    f"by {taken_by}; choose another name.",
+                    "name",
+                )
+        self._hold(names, holder)
+
+
+def _reconcile_indexes(meta: ObjectMeta, table: Table) -> None:
+    """Drop the generated indexes the definitions no longer call for; create the missing."""
+    connection = db.session.connection()
+    stale, missing = storage.index_drift(connection, meta, table)
+    for name in stale:
+        storage.drop_index(connection, name)
+    for index in missing:
+        try:
+            connection.execute(storage.CreateIndex(index))
+        except SQLAlchemyError as exc:  # e.g. duplicates refuse a unique index
+            raise _index_refused(meta, index.name, exc) from None
+
+
+def _index_refused(meta: ObjectMeta, index_name: str, exc: Exception) -> DefinitionError:
+    """Which field (and plugin) the database would not index, and why if it says."""
+    for item in meta.all_fields.values():
+        if not item.standard and index_name in storage.field_index_names(meta.name, item.name):
+            owner = f", declared by the plugin {item.plugin}" if item.plugin else ""
+            message = (
+                f"The database refused to index {item.label} ({meta.name}.{item.name}){owner}, "
+                f"so nothing was changed{_database_hint(exc)}."
+            )
+            if item.plugin:  # the plugin's declaration asks for it: hold that plugin back
+                return DeclarationError(message, item.name, item.plugin)
+            return DefinitionError(message, item.name)
+    return DefinitionError(
+        f"The database refused to index the records of {meta.name}, so nothing was "
+        f"changed{_database_hint(exc)}."
+    )
+
+
 # --------------------------------------------------------------------------- plugin sync
 
 
-def sync_declared(declared: Mapping[str, tuple[str, ObjectDefinition]]) -> list[str]:
+@dataclasses.dataclass
+class _Sync:
+    """What syncing the plugins' declarations will write, gathered before writing any."""
+
+    catalog: Catalog
+    objects: dict[str, ObjectRow]
+    fields: dict[tuple[str, str], FieldRow]
+    names: _StorageNames
+    #: Objects a field may point to: the stored ones and those declared now.
+    known_objects: set[str]
+    pending: list[Any] = dataclasses.field(default_factory=list)
+    changes: list[str] = dataclasses.field(default_factory=list)
+    #: (object, field) whose raised max_length may need a wider column.
+    widen: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def add(self, item: Any, change: str) -> None:
+        self.pending.append(item)
+        self.changes.append(change)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Declaring:
+    """One plugin's object being synced, and what its fields are checked against."""
+
+    plugin: str
+    object_name: str
+    field_names: set[str]
+    formulas: dict[str, str]
+    objects: set[str]
+
+    def checked(self, name: str, make: Callable[[], FieldDefinition]) -> FieldDefinition:
+        """The field ``name`` that ``make`` builds, if the admin path would accept it too."""
+        try:
+            item = make()
+            _check_field(item, self.field_names, self.objects, self.formulas)
+        except (ContributionError, DefinitionError) as exc:
+            raise self.error(exc, name) from None
+        return item
+
+    def error(self, problem: Exception, field_name: str | None = None) -> DeclarationError:
+        subject = self.object_name + (f".{field_name}" if field_name else "")
+        return DeclarationError(
+            f"The plugin {self.plugin} declares {subject} in a way that cannot be stored, so "
+            f"its declarations were not synced: {problem} Correct or uninstall the plugin.",
+            field_name,
+            self.plugin,
+        )
+
+
+def sync_declared(
+    declared: Mapping[str, tuple[str, ObjectDefinition]], *, hold: frozenset[str] = frozenset()
+) -> list[str]:
     """Bring stored definitions and tables in step with what installed plugins declare.
 
     Returns a line per change (empty when nothing changed, in which case nothing is
     written and the revision stays). Fields a plugin stops declaring are removed
-    (hidden, data kept); a declared type change is refused with a logged error.
+    (hidden, data kept); a changed storage setting (type, scale, ...) is kept as stored
+    with a logged warning. A declaration that cannot be stored (an invalid field, a
+    name whose tables or indexes would collide) raises a DefinitionError naming the
+    plugin, and nothing is synced; so does an index the data refuses (duplicates).
+    Plugins in ``hold`` are left out: their stored definitions stay exactly as they are.
     """
-    changes: list[str] = []
-    objects = {row.name: row for row in db.session.scalars(select(ObjectRow))}
-    fields: dict[tuple[str, str], FieldRow] = {
-        (row.object_name, row.name): row for row in db.session.scalars(select(FieldRow))
-    }
-    pending: list[Any] = []
+    declared = {name: pair for name, pair in declared.items() if pair[0] not in hold}
+    sync = _start_sync(declared)
     for name, (plugin, definition) in declared.items():
-        row = objects.get(name)
-        if row is not None and row.plugin != plugin:
-            log.error(
-                "Object %s is declared by %s but already belongs to %s; ignored.",
-                name,
-                plugin,
-                row.plugin or "an administrator",
+        if _owned_elsewhere(sync.objects.get(name), name, plugin):
+            continue
+        declaring = _declaring(sync, name, plugin, definition)
+        _plan_object(sync, declaring, definition)
+        _plan_fields(sync, declaring, definition)
+    _plan_retirements(sync, declared, hold)
+    if not sync.changes and _tables_complete(sync.catalog):
+        return []
+    _run(lambda: _write_sync(sync))
+    return sync.changes
+
+
+def _start_sync(declared: Mapping[str, Any]) -> _Sync:
+    catalog = _fresh_catalog()
+    return _Sync(
+        catalog=catalog,
+        objects={row.name: row for row in db.session.scalars(select(ObjectRow))},
+        fields={(row.object_name, row.name): row for row in db.session.scalars(select(FieldRow))},
+        names=_StorageNames(catalog),
+        known_objects=set(catalog.objects) | set(declared),
+    )
+
+
+def _owned_elsewhere(row: ObjectRow | None, name: str, plugin: str) -> bool:
+    if row is None or row.plugin == plugin:
+        return False
+    owner = row.plugin or "an administrator"
+    log.error(
+        "Object %s is declared by %s but already belongs to %s; ignored.", name, plugin, owner
+    )
+    return True
+
+
+def _declaring(sync: _Sync, name: str, plugin: str, definition: ObjectDefinition) -> _Declaring:
+    """The context a plugin's fields are checked in: the object's fields after the sync."""
+    meta = sync.catalog.objects.get(name)
+    stored = meta.all_fields if meta else {}
+    # Formulas administrators added stay beside the plugin's own; a cycle is refused.
+    formulas = {n: f for n, f in (_formulas(meta) if meta else {}).items() if stored[n].custom}
+    formulas |= {i.name: i.formula for i in definition.fields if i.type == "formula" and i.formula}
+    names = set(stored) | {item.name for item in definition.fields}
+    return _Declaring(plugin, name, names, formulas, sync.known_objects)
+
+
+def _plan_object(sync: _Sync, declaring: _Declaring, definition: ObjectDefinition) -> None:
+    name = declaring.object_name
+    desired = {
+        "plugin": declaring.plugin,
+        "rules": _rules_json(definition.rules),
+        "duplicate_keys": json.dumps([list(g) for g in definition.duplicate_keys]),
+        "retired": False,
+    }
+    # How the object is presented: an administrator's edit of any of these ("relabelled")
+    # outlives the plugin's next start.
+    labels = {
+        "label": definition.label,
+        "label_plural": definition.label_plural,
+        "name_field": definition.name_field,
+        "icon": definition.icon,
+        "description": definition.description,
+    }
+    row = sync.objects.get(name)
+    if row is None:
+        try:
+            sync.names.claim_object(name)
+        except DefinitionError as exc:
+            raise declaring.error(exc) from None
+        sync.add(ObjectRow(name=name, **desired, **labels), f"object {name} added")
+        return
+    wanted = desired | ({} if row.relabelled else labels)
+    if any(getattr(row, k) != v for k, v in wanted.items()):
+        sync.add((row, wanted), f"object {name} updated")
+
+
+def _plan_fields(sync: _Sync, declaring: _Declaring, definition: ObjectDefinition) -> None:
+    name, plugin = declaring.object_name, declaring.plugin
+    for position, declared in enumerate(definition.fields):
+        frow = sync.fields.get((name, declared.name))
+        if frow is not None and frow.plugin != plugin:
+            log.error("Field %s.%s belongs to someone else; ignored.", name, declared.name)
+            continue
+        if frow is not None and frow.status == "purged":
+            continue
+        item = _declared_field(declaring, declared, frow)
+        values = _row_values(item) | {"position": position, "plugin": plugin, "status": "active"}
+        if frow is None:
+            try:
+                sync.names.claim_field(name, item)
+            except DefinitionError as exc:
+                raise declaring.error(exc, item.name) from None
+            sync.add(
+                FieldRow(object_name=name, name=item.name, **values),
+                f"field {name}.{item.name} added",
             )
             continue
-        desired = {
-            "plugin": plugin,
-            "name_field": definition.name_field,
-            "rules": _rules_json(definition.rules),
-            "duplicate_keys": json.dumps([list(g) for g in definition.duplicate_keys]),
-            "retired": False,
-            "icon": definition.icon,
-            "description": definition.description,
-        }
-        labels = {"label": definition.label, "label_plural": definition.label_plural}
-        if row is None:
-            pending.append(ObjectRow(name=name, **desired, **labels))
-            changes.append(f"object {name} added")
-        else:
-            wanted = desired | ({} if row.relabelled else labels)
-            if any(getattr(row, k) != v for k, v in wanted.items()):
-                pending.append((row, wanted))
-                changes.append(f"object {name} updated")
-        for position, item in enumerate(definition.fields):
-            frow = fields.get((name, item.name))
-            values = _row_values(item) | {
-                "position": position,
-                "plugin": plugin,
-                "status": "active",
-            }
-            if frow is None:
-                pending.append(FieldRow(object_name=name, name=item.name, **values))
-                changes.append(f"field {name}.{item.name} added")
-                continue
-            if frow.plugin != plugin:
-                log.error("Field %s.%s belongs to someone else; ignored.", name, item.name)
-                continue
-            if frow.type != item.type:
-                log.error(
-                    "Plugin %s changed the type of %s.%s from %s to %s; a plugin must migrate "
-                    "its data itself. The stored type is kept.",
-                    plugin,
-                    name,
-                    item.name,
-                    frow.type,
-                    item.type,
-                )
-                values["type"] = frow.type
-            if frow.status == "purged":
-                continue
-            if frow.relabelled:
-                for key in ADMIN_EDITABLE_DECLARED:
-                    values.pop(key, None)
-            if any(getattr(frow, k) != v for k, v in values.items()):
-                pending.append((frow, values))
-                changes.append(f"field {name}.{item.name} updated")
-        declared_names = {item.name for item in definition.fields}
-        for (object_name, field_name), frow in fields.items():
-            if (
-                object_name == name
-                and frow.plugin == plugin
-                and field_name not in declared_names
-                and frow.status == "active"
-            ):
-                pending.append((frow, {"status": "removed", "removed_at": utcnow()}))
-                changes.append(f"field {name}.{field_name} removed (data kept)")
-    for name, row in objects.items():
+        if frow.relabelled:
+            for key in ADMIN_EDITABLE_DECLARED:
+                values.pop(key, None)
+        if any(getattr(frow, k) != v for k, v in values.items()):
+            sync.add((frow, values), f"field {name}.{item.name} updated")
+        if (item.max_length or 0) > (frow.max_length or 0):
+            sync.widen.append((name, item.name))
+    _plan_removals(sync, declaring, {item.name for item in definition.fields})
+
+
+def _declared_field(
+    declaring: _Declaring, declared: FieldDefinition, frow: FieldRow | None
+) -> FieldDefinition:
+    """The field as it will be stored: storage settings the plugin changed are kept.
+
+    When the kept settings do not fit the plugin's other changes (a type kept as a
+    picklist while the new code drops its options, say), the stored field stays as it
+    was apart from its label, help text and section.
+    """
+    kept = _kept_settings(declaring, declared, frow) if frow is not None else {}
+    if frow is None or not kept:
+        return declaring.checked(declared.name, lambda: declared)
+    try:
+        return declaring.checked(declared.name, lambda: dataclasses.replace(declared, **kept))
+    except DefinitionError as exc:
+        log.warning(
+            "Plugin %s: the other changes to %s.%s do not fit its stored settings (%s); only "
+            "its label, help text and section are applied.",
+            declaring.plugin,
+            declaring.object_name,
+            declared.name,
+            exc,
+        )
+    return declaring.checked(declared.name, lambda: _stored_with_labels(frow, declared))
+
+
+def _kept_settings(
+    declaring: _Declaring, declared: FieldDefinition, frow: FieldRow
+) -> dict[str, Any]:
+    """Storage settings the plugin's new code changed, with their stored values."""
+    kept: dict[str, Any] = {}
+    for key, types in STORAGE_SETTINGS.items():
+        stored, wanted = getattr(frow, key), getattr(declared, key)
+        if stored == wanted or (types is not None and frow.type not in types):
+            continue
+        log.warning(
+            "Plugin %s changed the %s of %s.%s from %r to %r; a plugin must migrate its "
+            "data itself. The stored %s is kept.",
+            declaring.plugin,
+            key,
+            declaring.object_name,
+            declared.name,
+            stored,
+            wanted,
+            key,
+        )
+        kept[key] = stored
+    return kept
+
+
+def _stored_with_labels(frow: FieldRow, declared: FieldDefinition) -> FieldDefinition:
+    meta = field_meta_from_row(frow)
+    spec = {key: getattr(meta, key) for key in SPEC_KEYS}
+    return field_from_spec(spec | {key: getattr(declared, key) for key in DESCRIPTIVE})
+
+
+def _plan_removals(sync: _Sync, declaring: _Declaring, declared_names: set[str]) -> None:
+    for (object_name, field_name), frow in sync.fields.items():
+        if (
+            object_name == declaring.object_name
+            and frow.plugin == declaring.plugin
+            and field_name not in declared_names
+            and frow.status == "active"
+        ):
+            sync.add(
+                (frow, {"status": "removed", "removed_at": utcnow()}),
+                f"field {object_name}.{field_name} removed (data kept)",
+            )
+
+
+def _plan_retirements(sync: _Sync, declared: Mapping[str, Any], hold: frozenset[str]) -> None:
+    for name, row in sync.objects.items():
+        if row.plugin in hold:
+            continue
         if row.plugin is not None and name not in declared and not row.retired:
-            pending.append((row, {"retired": True}))
-            changes.append(f"object {name} retired (data kept)")
-    if not changes and _tables_complete():
-        return []
-    _bump_revision()
+            sync.add((row, {"retired": True}), f"object {name} retired (data kept)")
+
+
+def _write_sync(sync: _Sync) -> None:
     # Objects before their fields: the two tables have no ORM relationship to order them.
     for phase in (ObjectRow, FieldRow):
-        for item in pending:
+        for item in sync.pending:
             if isinstance(item, tuple):
                 target, values = item
                 for key, value in values.items():
@@ -342,14 +602,13 @@ def sync_declared(declared: Mapping[str, tuple[str, ObjectDefinition]]) -> list[
         db.session.flush()
     catalog = _fresh_catalog()
     _apply_storage(catalog)
-    db.session.commit()
-    forget_catalog()
-    return changes
+    for object_name, field_name in sync.widen:
+        meta = catalog.objects[object_name]
+        storage.widen_text_column(db.session.connection(), meta, meta.all_fields[field_name])
 
 
-def _tables_complete() -> bool:
-    """Whether every stored object has its table and every stored field its columns."""
-    catalog = _fresh_catalog()
+def _tables_complete(catalog: Catalog) -> bool:
+    """Whether every stored object has its table, columns and indexes, and no stale one."""
     connection = db.session.connection()
     present = storage.existing_tables(connection)
     for meta in catalog.objects.values():
@@ -359,15 +618,15 @@ def _tables_complete() -> bool:
         columns = storage.existing_columns(connection, meta.table_name)
         if any(c.name not in columns for c in table.columns):
             return False
-        # A new version may back a field with a new index.
-        indexes = {ix["name"] for ix in storage.inspect(connection).get_indexes(meta.table_name)}
-        if any(index.name not in indexes for index in table.indexes):
+        # A new version may back a field with a new index, or drop one.
+        stale, missing = storage.index_drift(connection, meta, table)
+        if stale or missing:
             return False
     return all(t.name in present for t in catalog.junctions.values())
 
 
 def _apply_storage(catalog: Catalog) -> None:
-    """Create missing tables; add missing columns, indexes and junction tables."""
+    """Create missing tables; add missing columns and junction tables; reconcile indexes."""
     connection = db.session.connection()
     present = storage.existing_tables(connection)
     missing = [
@@ -384,10 +643,7 @@ def _apply_storage(catalog: Catalog) -> None:
         for item in meta.all_fields.values():
             if not (item.standard or item.purged or not item.in_row) and item.name not in columns:
                 storage.add_field_storage(connection, meta, item, catalog.tables)
-        indexes = {ix["name"] for ix in storage.inspect(connection).get_indexes(meta.table_name)}
-        for index in catalog.table(meta.name).indexes:
-            if index.name not in indexes:
-                connection.execute(storage.CreateIndex(index))
+        _reconcile_indexes(meta, catalog.table(meta.name))
 
 
 # --------------------------------------------------------------------------- administrators
@@ -454,6 +710,7 @@ def add_field(object_name: str, spec: Mapping[str, Any]) -> FieldMeta:
             state = " (removed; restore or purge it first)" if existing.removed else ""
             raise DefinitionError(f"{meta.label} already has a field {item.name!r}{state}.", "name")
         _check_field(item, set(meta.all_fields), set(catalog.objects), _formulas(meta))
+        _StorageNames(catalog).claim_field(object_name, item)
         position = max((f.position for f in meta.all_fields.values()), default=0) + 1
         row = FieldRow(
             object_name=object_name,
@@ -516,12 +773,13 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
         if db.session.get(ObjectRow, name) is not None:
             raise DefinitionError(f"An object named {name!r} already exists.", "name")
         catalog = _fresh_catalog()
-        if f"obj_{name}" in storage.existing_tables(db.session.connection()):
-            raise DefinitionError(f"A table for {name!r} is left from before; pick another name.")
+        taken = _StorageNames(catalog)
+        taken.claim_object(name)
         names = {item.name for item in items}
         formulas = {i.name: i.formula for i in items if i.type == "formula" and i.formula}
         for item in items:
             _check_field(item, names, set(catalog.objects) | {name}, formulas)
+            taken.claim_field(name, item)
         db.session.add(
             ObjectRow(
                 name=name,
@@ -573,6 +831,9 @@ def _rules_from(raw: Any) -> tuple[ValidationRule, ...]:
     return tuple(rules)
 
 
+PRESENTATION_KEYS = frozenset({"label", "label_plural", "icon", "description", "name_field"})
+
+
 def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
     """Relabel an object, change its name field, description, icon or rules."""
     allowed = {"label", "label_plural", "icon", "description", "name_field", "rules", "sensitive"}
@@ -583,12 +844,13 @@ def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
     def change() -> ObjectMeta:
         row = _object_row(object_name)
         meta = _fresh_catalog().get(object_name)
+        if set(changes) & PRESENTATION_KEYS:
+            row.relabelled = True  # kept over the plugin's declaration from now on
         for key, value in changes.items():
             if key in {"label", "label_plural"}:
                 if not isinstance(value, str) or not value.strip():
                     raise DefinitionError(f"{key} cannot be empty.", key)
                 setattr(row, key, value.strip()[:100])
-                row.relabelled = True
             elif key == "name_field":
                 if value is not None and value not in meta.declared_fields:
                     raise DefinitionError(f"{meta.label} has no field {value!r}.", key)
@@ -609,7 +871,10 @@ def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
             else:
                 setattr(row, key, str(value or "")[:2000])
         db.session.flush()
-        return _fresh_catalog().get(object_name)
+        fresh = _fresh_catalog()
+        if "name_field" in changes:  # the name field's sorting indexes follow it
+            _reconcile_indexes(fresh.get(object_name), fresh.table(object_name))
+        return fresh.get(object_name)
 
     return _run(change)
 
@@ -649,10 +914,8 @@ def update_field(object_name: str, field_name: str, changes: Mapping[str, Any]) 
         if after.max_length != before.max_length:
             storage.widen_text_column(db.session.connection(), meta, after)
         if (before.unique, before.indexed) != (after.unique, after.indexed) and after.in_row:
-            connection = db.session.connection()
-            storage.drop_field_indexes(connection, meta, before)
-            table = _fresh_catalog().table(object_name)
-            storage.create_field_indexes(connection, table, object_name, field_name)
+            fresh = _fresh_catalog()
+            _reconcile_indexes(fresh.get(object_name), fresh.table(object_name))
         return after
 
     return _run(change)

@@ -17,6 +17,33 @@ from flask import Flask, current_app
 LISTENERS_KEY = "bastion.record_listeners"
 
 
+@dataclass(frozen=True)
+class Cause:
+    """Why the core changed a record nobody edited: records it referred to went.
+
+    A delete clears (or a merge re-points) the lookups and links of other records that
+    point at the records going; each such record gets its own change with this cause.
+    """
+
+    #: "delete" or "merge"
+    action: str
+    #: The object of the records deleted or merged away, and their ids.
+    object: str
+    ids: tuple[int, ...]
+    #: For a merge: the record the references now point at.
+    into: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "action": self.action,
+            "object": self.object,
+            "ids": list(self.ids),
+        }
+        if self.into is not None:
+            found["into"] = self.into
+        return found
+
+
 @dataclass
 class RecordChange:
     """One create, update, delete or merge of a record."""
@@ -36,6 +63,9 @@ class RecordChange:
     values: dict[str, Any] = field(default_factory=dict)
     #: For a merge: ids of the records merged into ``record_id``.
     merged_ids: tuple[int, ...] = ()
+    #: Set on an update the core made because records this one referred to went; its
+    #: ``before`` and ``after`` then hold only the fields that changed.
+    cause: Cause | None = None
 
 
 Listener = Callable[[RecordChange], None]

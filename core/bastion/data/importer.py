@@ -329,6 +329,8 @@ class _Duplicates:
     def __init__(self, service: RecordService, meta: ObjectMeta):
         self.service, self.meta = service, meta
         self.groups: list[tuple[FieldMeta, ...]] = []
+        #: Field names of each group, by the group's identity (asked for every row).
+        self.names: dict[int, tuple[str, ...]] = {}
         #: Hash of (group, normalized key) -> first line with it; a hash, not the key,
         #: keeps a million-row file small (a collision only adds a flag).
         self.first_line: dict[int, int] = {}
@@ -352,20 +354,28 @@ class _Duplicates:
                 for item in items
             ):
                 self.groups.append(items)  # type: ignore[arg-type]
+        self.names = {id(group): tuple(item.name for item in group) for group in self.groups}
 
     def keys(self, values: Mapping[str, Any]) -> list[tuple[tuple[FieldMeta, ...], tuple]]:
+        """(group, normalized key) for the groups whose fields the row fills in."""
         if self.module is None:
             return []
+        normalize, context = self.module.normalize, self.service.context
         found = []
-        for group in self.groups:
-            if any(is_empty(values.get(item.name)) for item in group):
-                continue
-            key = tuple(
-                self.module.normalize(item, values.get(item.name), self.service.context)
-                for item in group
-            )
-            if all(part is not None for part in key):
-                found.append((group, key))
+        for group in self.groups:  # called for every row: plain loops, no generators
+            filled = []
+            for item in group:
+                value = values.get(item.name)
+                if is_empty(value):
+                    break  # before normalizing: most rows leave some group incomplete
+                filled.append(value)
+            else:
+                key = [
+                    normalize(item, value, context)
+                    for item, value in zip(group, filled, strict=True)
+                ]
+                if None not in key:
+                    found.append((group, tuple(key)))
         return found
 
     def flag_batch(self, rows: list[tuple[int, dict[str, Any]]]) -> dict[int, DuplicateFlag]:
@@ -374,7 +384,7 @@ class _Duplicates:
         keyed = [(line, self.keys(values), values) for line, values in rows]
         for line, keys, _ in keyed:
             for group, key in keys:
-                marker = hash((tuple(i.name for i in group), *key))
+                marker = hash((self.names[id(group)], *key))
                 first = self.first_line.setdefault(marker, line)
                 if first != line:
                     flag = flags.setdefault(line, DuplicateFlag(line))
@@ -395,14 +405,15 @@ class _Duplicates:
         ``in`` filters stay within the query's limit."""
         wanted: dict[tuple, list[int]] = {}
         probes: dict[tuple, list[set[Any]]] = {}
+        probed = [self._probe_type(item) for item in group]
         for line, keys, values in keyed:
             for candidate_group, key in keys:
                 if candidate_group is not group:
                     continue
                 wanted.setdefault(key, []).append(line)
                 sets = probes.setdefault(key, [set() for _ in group])
-                for item, part, found in zip(group, key, sets, strict=True):
-                    if self._probe_type(item):
+                for item, part, found, probe in zip(group, key, sets, probed, strict=True):
+                    if probe:
                         found.update(self._probe_values(item, part, values[item.name]))
         chunk: list[tuple] = []
         options: list[set[Any]] = [set() for _ in group]
@@ -586,6 +597,8 @@ class Importer:
         try:
             if self.options.skip_bad_rows and not self.options.dry_run:
                 for batch in _batches(rows):
+                    # Each batch commits: check the user's rights afresh for the next.
+                    self.service.refresh_access()
                     with self.service.atomic():
                         _begin_writing()
                         self._batch(batch, width)

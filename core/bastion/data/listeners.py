@@ -14,23 +14,53 @@ from flask import Flask
 from sqlalchemy import insert
 
 from bastion import audit
-from bastion.data.audit_buffer import record_on_commit
-from bastion.data.catalog import current_catalog
+from bastion.data.audit_buffer import record_all_on_commit
+from bastion.data.catalog import ObjectMeta, current_catalog
 from bastion.data.events import RecordChange, subscribe
 from bastion.data.models import SearchOutbox
 from bastion.data.values import to_json
 from bastion.db import db
 
 ENCRYPTED_MARK = "(encrypted value changed)"
+#: In an audit entry's changes: why the core changed the record (see ``events.Cause``).
+CAUSE_KEY = "_cause"
 
 
 def audit_change(change: RecordChange) -> None:
-    """One audit entry per change, with before/after per field; never encrypted values."""
-    meta = current_catalog().objects.get(change.object)
+    """One audit entry per change, with before/after per field; never encrypted values.
+
+    An update the core made because referenced records went says so under ``_cause``.
+    """
+    audit_changes([change])
+
+
+def audit_changes(changes: Sequence[RecordChange]) -> None:
+    """The same for a batch (imports): the catalog and the actor are looked up once."""
+    catalog = current_catalog()
+    actor = audit.current_actor()
+    entries = [
+        (
+            f"record.{change.action}",
+            {
+                "actor": actor,
+                "object_type": change.object,
+                "object_id": change.record_id,
+                "changes": _audit_diff(catalog.objects.get(change.object), change) or None,
+            },
+        )
+        for change in changes
+    ]
+    record_all_on_commit(db.session(), entries)
+
+
+def _audit_diff(meta: ObjectMeta | None, change: RecordChange) -> dict[str, Any]:
     diff: dict[str, Any] = {}
-    if meta is not None and change.action != "merge":
+    if change.action == "merge":
+        diff["merged_ids"] = list(change.merged_ids)
+    elif meta is not None:
         for name in change.changed:
-            item = meta.fields.get(name)
+            # A removed field keeps its data, and a delete elsewhere can still clear it.
+            item = meta.all_fields.get(name)
             if item is None or item.type == "formula" or (item.standard and name != "owner"):
                 continue
             if item.encrypted:
@@ -39,16 +69,10 @@ def audit_change(change: RecordChange) -> None:
             before = None if change.before is None else to_json(item, change.before.get(name))
             after = None if change.after is None else to_json(item, change.after.get(name))
             diff[name] = {"before": before, "after": after}
-    elif change.action == "merge":
-        diff["merged_ids"] = list(change.merged_ids)
-    record_on_commit(
-        db.session(),
-        f"record.{change.action}",
-        actor=audit.current_actor(),
-        object_type=change.object,
-        object_id=change.record_id,
-        changes=diff or None,
-    )
+    if change.cause is not None:
+        # "_" cannot begin a field name: the key never shadows a field's diff.
+        diff[CAUSE_KEY] = change.cause.as_json()
+    return diff
 
 
 def queue_search_update(change: RecordChange) -> None:
@@ -74,6 +98,7 @@ def queue_search_updates(changes: Sequence[RecordChange]) -> None:
 
 # RecordService.create_many hands a batch to a listener's ``many`` when it has one.
 queue_search_update.many = queue_search_updates  # type: ignore[attr-defined]
+audit_change.many = audit_changes  # type: ignore[attr-defined]
 
 
 def init_record_listeners(app: Flask) -> None:

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 from sqlalchemy.types import TypeDecorator
 
-from bastion.data.catalog import FieldMeta, ObjectMeta, junction_table_name
+from bastion.data.catalog import NOT_IN_ROW, FieldMeta, ObjectMeta, junction_table_name
 
 MAX_IDENTIFIER = 63  # PostgreSQL's limit; SQLite has none
 
@@ -45,11 +45,60 @@ def quoted(connection: Connection, name: str) -> str:
 
 
 def identifier(name: str) -> str:
-    """``name`` if short enough for PostgreSQL, else a prefix with a stable hash."""
+    """``name`` if short enough for PostgreSQL, else a prefix with a stable hash.
+
+    The hash is of the whole name, so two long names sharing their first 52 characters
+    still get different identifiers (definitions also refuse any name already taken).
+    """
     if len(name) <= MAX_IDENTIFIER:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{name[: MAX_IDENTIFIER - 11]}_{digest}"
+
+
+def junction_name(object_name: str, field_name: str) -> str:
+    """The table of a many-to-many field's links."""
+    return identifier(junction_table_name(object_name, field_name))
+
+
+def _junction_index_name(junction: str) -> str:
+    return identifier(f"ix_{junction}_target")
+
+
+def object_storage_names(object_name: str) -> set[str]:
+    """Every table and index name an object's own storage takes, now or later."""
+    table = f"obj_{object_name}"
+    # PostgreSQL names the primary key's index and the id sequence after the table.
+    implicit = {f"{table}_pkey", f"{table}_id_seq"}
+    return {table, *implicit, *_object_index_names(object_name)}
+
+
+def _object_index_names(object_name: str) -> set[str]:
+    """The object's own indexes: by owner, by change time, by its name field."""
+    names = ("ix_{}_owner", "ix_{}_updated_at", "nx_{}", "onx_{}")
+    return {identifier(name.format(object_name)) for name in names}
+
+
+def field_storage_names(object_name: str, field_name: str, kind: str) -> set[str]:
+    """Every table and index name a field of type ``kind`` takes, now or once indexed."""
+    if kind == "many_to_many":
+        junction = junction_name(object_name, field_name)
+        return {junction, _junction_index_name(junction)}
+    if kind in NOT_IN_ROW:
+        return set()
+    return set(field_index_names(object_name, field_name))
+
+
+def existing_names(connection: Connection) -> set[str]:
+    """Names of every table, index, sequence and view: they share one namespace."""
+    if connection.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master"
+    else:
+        query = (
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema()"
+        )
+    return set(connection.execute(text(query)).scalars())
 
 
 class ScaledDecimal(TypeDecorator):
@@ -204,7 +253,7 @@ def build_tables(
 
 
 def _junction(metadata: MetaData, meta: ObjectMeta, item: FieldMeta) -> Table:
-    name = identifier(junction_table_name(meta.name, item.name))
+    name = junction_name(meta.name, item.name)
     return Table(
         name,
         metadata,
@@ -220,7 +269,7 @@ def _junction(metadata: MetaData, meta: ObjectMeta, item: FieldMeta) -> Table:
             ForeignKey(f"obj_{item.target}.id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        Index(identifier(f"ix_{name}_target"), "target_id"),
+        Index(_junction_index_name(name), "target_id"),
     )
 
 
@@ -249,7 +298,7 @@ def add_field_storage(
     dialect = connection.dialect
     if item.type == "many_to_many":
         # A catalog that already knows the field has built its junction table.
-        junction = table.metadata.tables.get(identifier(junction_table_name(meta.name, item.name)))
+        junction = table.metadata.tables.get(junction_name(meta.name, item.name))
         if junction is None and item.target in tables:
             junction = _junction(table.metadata, meta, item)
         if junction is not None:
@@ -283,20 +332,53 @@ def field_index_names(object_name: str, field_name: str) -> tuple[str, ...]:
     )
 
 
-def create_field_indexes(
-    connection: Connection, table: Table, object_name: str, field: str
-) -> None:
-    names = field_index_names(object_name, field)
-    for index in table.indexes:
-        if index.name in names:
-            connection.execute(CreateIndex(index))
-
-
 def drop_field_indexes(connection: Connection, meta: ObjectMeta, item: FieldMeta) -> None:
     names = field_index_names(meta.name, item.name)
     for index in inspect(connection).get_indexes(meta.table_name):
         if index["name"] in names:
-            connection.execute(text(f"DROP INDEX {quoted(connection, index['name'])}"))
+            drop_index(connection, index["name"])
+
+
+def drop_index(connection: Connection, name: str) -> None:
+    connection.execute(text(f"DROP INDEX {quoted(connection, name)}"))
+
+
+def generated_index_names(meta: ObjectMeta) -> set[str]:
+    """Names of every index the platform may create on ``meta``'s table."""
+    names = _object_index_names(meta.name)
+    for item in meta.all_fields.values():
+        if not item.standard:
+            names.update(field_index_names(meta.name, item.name))
+    return names
+
+
+def index_drift(
+    connection: Connection, meta: ObjectMeta, table: Table
+) -> tuple[list[str], list[Index]]:
+    """The generated indexes of ``meta``'s table to drop and to create.
+
+    Stale ones are those its definitions no longer call for (a field no longer unique
+    or indexed, another name field) or call for with other columns or uniqueness;
+    indexes anyone else created are left alone.
+    """
+    wanted = {index.name: index for index in table.indexes}
+    generated = generated_index_names(meta)
+    found = {ix["name"]: ix for ix in inspect(connection).get_indexes(meta.table_name)}
+    stale = [
+        name
+        for name, ix in found.items()
+        if name in generated and not _same_index(ix, wanted.get(name))
+    ]
+    missing = [index for name, index in wanted.items() if name not in found or name in stale]
+    return stale, missing
+
+
+def _same_index(found: dict[str, Any], index: Index | None) -> bool:
+    return (
+        index is not None
+        and list(found["column_names"]) == [column.name for column in index.columns]
+        and bool(found["unique"]) == bool(index.unique)
+    )
 
 
 def purge_field_storage(connection: Connection, meta: ObjectMeta, item: FieldMeta) -> bool:
@@ -306,7 +388,7 @@ def purge_field_storage(connection: Connection, meta: ObjectMeta, item: FieldMet
     foreign key; its values are erased instead and the empty column stays).
     """
     if item.type == "many_to_many":
-        name = identifier(junction_table_name(meta.name, item.name))
+        name = junction_name(meta.name, item.name)
         if name in existing_tables(connection):
             connection.execute(text(f"DROP TABLE {quoted(connection, name)}"))
         return True

@@ -10,10 +10,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import email_validator
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -28,6 +30,10 @@ LIST_SEPARATOR = ";"
 MAX_PATTERN_INPUT = 1_000
 #: The longest ``pattern`` an administrator may give a field.
 MAX_PATTERN = 200
+#: Distinct e-mail domains and phone numbers whose checks are remembered (per process).
+#: An import of a million contacts repeats a few thousand domains; the bound keeps a
+#: file of random garbage from growing the caches without limit.
+CHECK_CACHE_SIZE = 16_384
 
 
 class FieldValueError(ValueError):
@@ -62,7 +68,12 @@ class ValueContext:
 
 
 def is_empty(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, list | tuple) and not value)
+    # Called for every field of every record, so the common cases come first.
+    if value is None:
+        return True
+    if type(value) is str:
+        return not value
+    return value == "" or (isinstance(value, (list, tuple)) and not value)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -93,24 +104,91 @@ def _text(meta: FieldMeta, raw: Any, _c: ValueContext) -> str:
 
 def _email(meta: FieldMeta, raw: Any, c: ValueContext) -> str:
     text = _text(meta, raw, c)
+    # Lower case throughout: people type the same address in different cases, and
+    # equality, uniqueness and duplicate checks should see one address.
+    quick = _plain_email(text)
+    if quick is not None:
+        return quick
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise FieldValueError(f"{meta.label}: {exc}") from None
-    # Lower case throughout: people type the same address in different cases, and
-    # equality, uniqueness and duplicate checks should see one address.
     return result.normalized.lower()
+
+
+#: A local part that email-validator takes as it is (its DOT_ATOM_TEXT: RFC 5322 atext
+#: separated by single dots), so it needs no quoting, Unicode or display-name handling.
+_ATEXT = r"[A-Za-z0-9_!#$%&'*+\-/=?^`{|}~]+"
+_PLAIN_LOCAL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+#: email-validator's limit on the whole address, in UTF-8 bytes (RFC 5321 4.5.3.1.3).
+_EMAIL_MAX_BYTES = 254
+
+
+def _plain_email(text: str) -> str | None:
+    """The normalized address for the common case, or None to ask email-validator.
+
+    Checking an address costs most in its domain (IDNA and Unicode rules), and an
+    import repeats a few domains over a million rows: the domain's verdict is
+    remembered, and a plain local part is all that is left. This path only accepts
+    addresses email-validator accepts, with the same result; anything else (and every
+    refusal, with its message) goes through email-validator itself.
+    """
+    at = text.find("@")
+    if at <= 0 or not _PLAIN_LOCAL.fullmatch(text, 0, at):
+        return None
+    settings = (
+        email_validator.TEST_ENVIRONMENT,
+        email_validator.GLOBALLY_DELIVERABLE,
+        email_validator.ALLOW_DOMAIN_LITERAL,
+    )
+    forms = _domain_forms(text[at + 1 :], settings)
+    if forms is None or at + 1 + forms[1] > _EMAIL_MAX_BYTES:
+        return None
+    return f"{text[:at]}@{forms[0]}".lower()
+
+
+@lru_cache(maxsize=CHECK_CACHE_SIZE)
+def _domain_forms(domain: str, _settings: tuple[bool, ...]) -> tuple[str, int] | None:
+    """(normalized domain, longest UTF-8 length of its written, normalized and ASCII
+    forms) when email-validator accepts the domain, else None. The domain is checked
+    after a one-letter local part, which it does not depend on; the module settings it
+    reads are part of the key, so a test that changes them gets fresh answers."""
+    try:
+        result = validate_email(f"a@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    forms = (domain, result.domain, result.ascii_domain or result.domain)
+    return result.domain, max(len(form.encode()) for form in forms)
 
 
 def _phone(meta: FieldMeta, raw: Any, c: ValueContext) -> str:
     text = _text(meta, str(raw) if isinstance(raw, int) else raw, c)
-    try:
-        number = phonenumbers.parse(text, c.phone_region or None)
-    except phonenumbers.NumberParseException:
+    number = _e164(text, c.phone_region)
+    if number == _NOT_A_NUMBER:
         hint = "" if c.phone_region else " with its country code, such as +44 20 7946 0958"
-        raise FieldValueError(f"{meta.label} is not a phone number{hint}.") from None
-    if not phonenumbers.is_possible_number(number):
+        raise FieldValueError(f"{meta.label} is not a phone number{hint}.")
+    if number == _WRONG_LENGTH:
         raise FieldValueError(f"{meta.label} has the wrong number of digits for a phone number.")
+    return number
+
+
+#: What _e164 answers for a refused number (an E.164 number starts with "+").
+_NOT_A_NUMBER = "not a number"
+_WRONG_LENGTH = "wrong length"
+
+
+@lru_cache(maxsize=CHECK_CACHE_SIZE)
+def _e164(text: str, region: str) -> str:
+    """The number in E.164, or one of the markers above.
+
+    Parsing with libphonenumber's metadata is the costly part of a phone cell and
+    depends on nothing else, so each distinct (text, region) is parsed once."""
+    try:
+        number = phonenumbers.parse(text, region or None)
+    except phonenumbers.NumberParseException:
+        return _NOT_A_NUMBER
+    if not phonenumbers.is_possible_number(number):
+        return _WRONG_LENGTH
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -385,8 +463,14 @@ _QUANTIFIER = re.compile(r"(?<!\\)[+*{]")
 # --------------------------------------------------------------------------- output
 
 
+#: Values that JSON takes as they are (exact types: a subclass may need converting).
+_JSON_AS_IS = frozenset({str, int, bool, float, list, dict})
+
+
 def to_json(meta: FieldMeta, value: Any) -> Any:
     """The value as the API writes it: exact numbers and times as strings."""
+    if type(value) in _JSON_AS_IS:  # most values, and this runs for every field read
+        return value
     if value is None:
         return [] if meta.type in {"multi_picklist", "many_to_many"} else None
     if isinstance(value, Money):
@@ -419,10 +503,16 @@ def to_text(meta: FieldMeta, value: Any) -> str:
     return str(value)
 
 
+#: Types whose column value is not already the typed value.
+_CONVERTED_FROM_STORAGE = frozenset({"multi_picklist", "currency", "record_link", "datetime"})
+
+
 def from_storage(meta: FieldMeta, value: Any, extra: Any = None) -> Any:
     """A column value (and its companion column's) as the typed value."""
     if value is None:
         return [] if meta.type == "multi_picklist" else None
+    if meta.type not in _CONVERTED_FROM_STORAGE:  # runs for every column read
+        return value
     if meta.type == "multi_picklist":
         return [item for item in value.split(LIST_SEPARATOR) if item]
     if meta.type == "currency":

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from bastion.data import definitions
-from bastion.data import records as records_module
 from bastion.data.errors import Forbidden, ValidationFailed
 from bastion.data.models import SearchOutbox
+from bastion.data.records import writing as records_module
 from bastion.db import db
 from tests.core.data.conftest import (
     ADMIN,

@@ -527,7 +527,7 @@ def test_references_cleared_by_a_delete_are_audited_and_reindexed(demo_app, capl
     # A delete refused (a contact restricts it) leaves no entry of what it rolled back.
     blocker = create(demo_app, ADMIN, "contacts", {"last_name": "Blocker", "account": parent})
     refused = api.delete(f"/api/v1/accounts/{parent}", headers=bearer(demo_app, ADMIN))
-    assert refused.status_code == 409 and not _audit(caplog, "record.references_released")
+    assert refused.status_code == 409 and not _audit(caplog, "record.update")
     assert stored(demo_app, "accounts", children[0])["parent"] == parent
     api.delete(f"/api/v1/contacts/{blocker}", headers=bearer(demo_app, ADMIN))
     with demo_app.app_context():
@@ -536,15 +536,18 @@ def test_references_cleared_by_a_delete_are_audited_and_reindexed(demo_app, capl
     assert (
         api.delete(f"/api/v1/accounts/{parent}", headers=bearer(demo_app, ADMIN)).status_code == 204
     )
-    entries = {e.object_type: e.changes for e in _audit(caplog, "record.references_released")}
-    assert entries["accounts"] == {
-        "field": "parent",
-        "target": "accounts",
-        "target_ids": [parent],
-        "count": 2,
-        "cleared": True,
+    # One update entry per record whose reference the delete cleared, saying why.
+    cause = {"action": "delete", "object": "accounts", "ids": [parent]}
+    entries = {
+        (e.object_type, int(e.object_id)): e.changes for e in _audit(caplog, "record.update")
     }
-    assert entries["activities"]["field"] == "related_to" and entries["activities"]["count"] == 1
+    for child in children:
+        assert entries[("accounts", child)] == {
+            "parent": {"before": parent, "after": None},
+            "_cause": cause,
+        }
+    link = {"object": "accounts", "id": parent}
+    assert entries[("activities", call)]["related_to"] == {"before": link, "after": None}
     assert set(children) <= _outbox(demo_app, "accounts")
     assert call in _outbox(demo_app, "activities")
 
@@ -560,15 +563,11 @@ def test_references_moved_by_a_merge_are_audited_and_reindexed(demo_app, caplog)
     caplog.set_level(logging.INFO, logger="bastion.audit")
     with service_as(demo_app, ADMIN) as records:
         records.merge("accounts", keep, [other], values={}, version=1)
-    (entry,) = [
-        e for e in _audit(caplog, "record.references_released") if e.object_type == "contacts"
-    ]
+    (entry,) = [e for e in _audit(caplog, "record.update") if e.object_type == "contacts"]
+    assert entry.object_id == str(ada)
     assert entry.changes == {
-        "field": "account",
-        "target": "accounts",
-        "target_ids": [other],
-        "count": 1,
-        "moved_to": keep,
+        "account": {"before": other, "after": keep},
+        "_cause": {"action": "merge", "object": "accounts", "ids": [other], "into": keep},
     }
     assert ada in _outbox(demo_app, "contacts")
 

@@ -1,0 +1,33 @@
+"""What the record service hands out: records as one user may see them, and pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+@dataclass
+class Record:
+    """A record as one user may see it: only readable fields are in ``values``."""
+
+    object: str
+    id: int
+    version: int
+    values: dict[str, Any]
+    #: Names of lookup targets' records, by field, where the reader may see them.
+    names: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+@dataclass
+class Page:
+    records: list[Record]
+    next_cursor: str | None
