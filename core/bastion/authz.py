@@ -32,6 +32,7 @@ from typing import Any
 
 from flask import g, has_app_context, has_request_context
 from sqlalchemy import select
+from sqlalchemy.orm import lazyload
 
 from bastion.access import token_scopes_for
 from bastion.db import db
@@ -217,7 +218,10 @@ def _team_graph() -> tuple[dict[int, list[int]], dict[int, Team]]:
     cache = _cache()
     if cache is not None and "teams" in cache:
         return cache["teams"]
-    teams = {team.id: team for team in db.session.scalars(select(Team))}
+    # Only ids, names, parents and managers' ids are needed: not the managers themselves
+    # (and with them their roles and rules), which the relationships load eagerly.
+    plain = select(Team).options(lazyload(Team.manager), lazyload(Team.parent))
+    teams = {team.id: team for team in db.session.scalars(plain)}
     children: dict[int, list[int]] = {}
     for team in teams.values():
         if team.parent_id is not None:
