@@ -26,7 +26,7 @@ from bastion.data.errors import (
     ValidationFailed,
 )
 from bastion.data.events import RecordChange
-from bastion.data.query import Filter
+from bastion.data.query import AnyOf, Filter
 from bastion.data.records import Page, Record, RecordService
 from bastion.data.requests import request_service
 from bastion.data.values import Money, RecordLink
@@ -82,6 +82,7 @@ def get_logger(plugin: str) -> logging.Logger:
 
 __all__ = [
     "FIELD_TYPES",
+    "AnyOf",
     "BadQuery",
     "Blueprint",
     "Conflict",

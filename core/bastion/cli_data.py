@@ -90,7 +90,20 @@ def _mapping(object_name: str, value: str | None) -> tuple[dict[str, str] | None
         return None, None
     path = Path(value)
     if path.is_file():
-        return importer.parse_mapping_json(path.read_text(encoding="utf-8-sig"))
+        # Called before the import's own error handling: every way the file can be
+        # wrong must become a one-line message here, not a traceback.
+        try:
+            return importer.parse_mapping_json(path.read_text(encoding="utf-8-sig"))
+        except importer.ImportProblem as exc:
+            raise click.ClickException(f"{value}: {exc.message}") from None
+        except UnicodeDecodeError:
+            raise click.ClickException(
+                f"{value}: the mapping file is not UTF-8 text; save it as UTF-8 JSON."
+            ) from None
+        except OSError as exc:
+            raise click.ClickException(
+                f"{value}: the mapping file cannot be read ({exc.strerror})."
+            ) from None
     row = importer.load_mapping(object_name, value)
     if row is None:
         saved = importer.mapping_names(object_name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,10 @@ def _coerce(name: str, kind: type, raw: Any) -> Any:
         ) from None
 
 
+#: INSERT/UPDATE/DELETE ... RETURNING arrived in SQLite 3.35 (2021).
+MIN_SQLITE = (3, 35)
+
+
 def _validate(settings: Settings) -> Settings:
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(
@@ -127,6 +132,12 @@ def _validate(settings: Settings) -> Settings:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         raise ConfigError(
             "database_url must name the psycopg driver: write postgresql+psycopg://..."
+        )
+    if settings.is_sqlite and sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise ConfigError(
+            f"This Python uses SQLite {sqlite3.sqlite_version}; Bastion needs "
+            f"{'.'.join(map(str, MIN_SQLITE))} or newer (for RETURNING). Use a Python built "
+            "against a newer SQLite, or PostgreSQL (database_url)."
         )
     if settings.search_indexer not in {"thread", "off"}:
         raise ConfigError(f"search_indexer is {settings.search_indexer!r}; use thread or off.")

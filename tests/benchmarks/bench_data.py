@@ -126,13 +126,28 @@ def bench_import(env: dict[str, str], rows: int, log_level: str) -> None:
         start, start_cpu = timed_import(env, small, log)
         elapsed, cpu = timed_import(env, large, log)
         audit_lines = sum(1 for line in log.open() if '"record.create"' in line)
-    net, net_cpu = max(elapsed - start, 1e-6), max(cpu - start_cpu, 1e-6)
+    net_rate = net_rate_text(rows, elapsed, start)
+    net_cpu_rate = net_rate_text(rows, cpu, start_cpu)
     print(
         f"CSV import: {rows} rows in {elapsed:.1f} s ({rows / elapsed:,.0f} rows/s including "
-        f"process start; {rows / net:,.0f} rows/s without its {start:.1f} s); "
-        f"CPU {cpu:.1f} s ({rows / net_cpu:,.0f} rows per CPU second without the start); "
+        f"process start; {net_rate} rows/s without its {start:.1f} s); "
+        f"CPU {cpu:.1f} s ({net_cpu_rate} rows per CPU second without the start); "
         f"log level {log_level}, {audit_lines} record.create audit lines"
     )
+
+
+#: Below these, the time left once the process start is taken off is mostly noise (the
+#: two runs' starts differ by more than that), and a rate computed from it means nothing.
+MIN_NET_SECONDS = 0.2
+MIN_NET_SHARE = 0.1
+
+
+def net_rate_text(rows: int, total: float, start: float) -> str:
+    """Rows per second without the process start, or "n/a" when too little is left."""
+    net = total - start
+    if net < MIN_NET_SECONDS or net < MIN_NET_SHARE * total:
+        return "n/a"
+    return f"{rows / net:,.0f}"
 
 
 def main() -> None:

@@ -163,3 +163,15 @@ def test_database_url_selects_the_database(cli, bastion_env, data_dir, database_
     assert check.exit_code == 0, check.output
     expected = "postgresql" if database_url else "sqlite"
     assert f"ok: database reachable ({expected})" in check.output
+
+
+def test_an_sqlite_too_old_for_returning_is_refused_up_front(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(ConfigError, match=r"SQLite 3\.34\.1; Bastion needs 3\.35 or newer"):
+        load_settings(tmp_path, environ={})
+    # PostgreSQL does not care which SQLite Python has.
+    url = "postgresql+psycopg://postgres@127.0.0.1/test"
+    assert load_settings(tmp_path, environ={"BASTION_DATABASE_URL": url}).database_url == url

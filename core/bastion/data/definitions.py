@@ -82,6 +82,35 @@ OBJECT_SPEC_KEYS = frozenset(
     {"name", "label", "label_plural", "icon", "description", "name_field", "fields", "rules"}
 )
 RESERVED_OBJECTS = frozenset({"meta", "search", "openapi", "users", "teams", "me", "tokens"})
+#: The longest max_length an administrator may set (the admin form's limit too): both
+#: databases then store it alike (PostgreSQL refuses a varchar above 10,485,760).
+MAX_LENGTH_LIMIT = 100_000
+_TEXTUAL = ("max_length", "pattern")
+_RANGE = ("min_value", "max_value")
+#: The settings each type takes besides the common ones (in the order the admin form
+#: shows them); the others are refused rather than stored and ignored, so a caller
+#: learns their setting has no effect.
+TYPE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "text": _TEXTUAL,
+    "long_text": _TEXTUAL,
+    "email": _TEXTUAL,
+    "phone": _TEXTUAL,
+    "url": _TEXTUAL,
+    "integer": _RANGE,
+    "decimal": ("scale", *_RANGE),
+    "percent": ("scale", *_RANGE),
+    "currency": ("scale", "currency", *_RANGE),
+    "picklist": ("options",),
+    "multi_picklist": ("options",),
+    "lookup": ("target", "on_delete"),
+    "many_to_many": ("target",),
+    "auto_number": ("format",),
+    "formula": ("formula", "formula_type"),
+}
+TYPED_SETTINGS = frozenset().union(*TYPE_SETTINGS.values())
+#: Text settings of a field: None clears the optional ones, and help and section.
+_TEXT_SETTINGS = ("help_text", "section", "target", "formula", "formula_type", "currency", "format")
+_CLEARED_TO_EMPTY = frozenset({"help_text", "section"})
 
 
 class DefinitionError(ValueError):
@@ -217,12 +246,14 @@ def field_from_spec(spec: Mapping[str, Any]) -> FieldDefinition:
             "type",
         )
     values = dict(spec)
+    _check_texts(values)
     if "options" in values:
         options = values["options"]
-        if isinstance(options, str):
-            options = [line.strip() for line in options.splitlines() if line.strip()]
+        if options is None:
+            options = ()
+        # A string is refused, not split: "a,b" or "zzz" is surely not the list meant.
         if not isinstance(options, list | tuple) or not all(isinstance(o, str) for o in options):
-            raise DefinitionError("Options are a list of texts.", "options")
+            raise DefinitionError('Options are a list of texts, such as ["New", "Won"].', "options")
         if len(set(options)) != len(options) or any(";" in o for o in options):
             raise DefinitionError("Options must be distinct and may not contain ';'.", "options")
         values["options"] = tuple(o.strip() for o in options)
@@ -232,14 +263,24 @@ def field_from_spec(spec: Mapping[str, Any]) -> FieldDefinition:
                 values[key] = Decimal(str(values[key]))
             except InvalidOperation:
                 raise DefinitionError(f"{key} must be a number.", key) from None
+            if not values[key].is_finite():  # NaN cannot be compared, nor Infinity reached
+                raise DefinitionError(f"{key} must be a number.", key)
         else:
             values[key] = None
     for key in ("required", "unique", "indexed", "searchable", "encrypted", "personal_data"):
         if key in values and not isinstance(values[key], bool):
             raise DefinitionError(f"{key} must be true or false.", key)
+    low, high = values["min_value"], values["max_value"]
+    if low is not None and high is not None and low > high:
+        raise DefinitionError("min_value cannot be greater than max_value.", "min_value")
     for key in ("max_length", "scale"):
         if key in values and values[key] is not None and type(values[key]) is not int:
             raise DefinitionError(f"{key} must be a whole number.", key)
+    max_length = values.get("max_length")
+    if max_length is not None and not 1 <= max_length <= MAX_LENGTH_LIMIT:
+        raise DefinitionError(
+            f"max_length is a whole number from 1 to {MAX_LENGTH_LIMIT:,}.", "max_length"
+        )
     if values.get("pattern") == "":
         values["pattern"] = None
     if values.get("pattern") is not None:
@@ -252,9 +293,34 @@ def field_from_spec(spec: Mapping[str, Any]) -> FieldDefinition:
     try:
         return FieldDefinition(**values)
     except ContributionError as exc:
-        raise DefinitionError(str(exc)) from None
+        raise DefinitionError(str(exc), exc.setting) from None
     except TypeError as exc:
         raise DefinitionError(f"The field is not described correctly: {exc}.") from None
+
+
+def _check_texts(values: dict[str, Any]) -> None:
+    """Text settings must be text: ``5`` or ``["x"]`` would be stored as "5" or "['x']"."""
+    for key in _TEXT_SETTINGS:
+        if key not in values:
+            continue
+        if values[key] is None and key in _CLEARED_TO_EMPTY:
+            values[key] = ""  # null clears help and section, as an empty text does
+        elif values[key] is not None and not isinstance(values[key], str):
+            raise DefinitionError(f"{key} must be text.", key)
+
+
+def _is_set(value: Any) -> bool:
+    """A setting given a value (an empty one, as forms send, means "not set")."""
+    return value not in (None, "", [], ())
+
+
+def check_applicable(field_type: str, settings: Mapping[str, Any]) -> None:
+    """Refuse a setting the field's type does not use (it would be stored and ignored)."""
+    takes = TYPE_SETTINGS.get(field_type, ())
+    for key in sorted(settings):
+        if key in TYPED_SETTINGS and key not in takes and _is_set(settings[key]):
+            used = f"; it takes {', '.join(sorted(takes))}" if takes else ""
+            raise DefinitionError(f"{key} does not apply to a {field_type} field{used}.", key)
 
 
 # --------------------------------------------------------------------------- storage names
@@ -694,6 +760,7 @@ def _database_hint(exc: Exception) -> str:
 def add_field(object_name: str, spec: Mapping[str, Any]) -> FieldMeta:
     """Add a custom field to any object; returns its definition."""
     item = field_from_spec(spec)
+    check_applicable(item.type, spec)
 
     def change() -> FieldMeta:
         _object_row(object_name)
@@ -737,7 +804,9 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
         raise DefinitionError("An object is described by a JSON object.")
     unknown = set(spec) - OBJECT_SPEC_KEYS
     if unknown:
-        raise DefinitionError(f"Unknown object settings: {', '.join(sorted(unknown))}.")
+        raise DefinitionError(
+            f"Unknown object settings: {', '.join(sorted(unknown))}.", sorted(unknown)[0]
+        )
     name = spec.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{1,39}", name) or "__" in name:
         raise DefinitionError(
@@ -754,7 +823,12 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
     if not isinstance(raw_fields, list):
         raise DefinitionError("fields is a list of field descriptions.", "fields")
     items = [field_from_spec(raw) for raw in raw_fields]
+    for raw, item in zip(raw_fields, items, strict=True):
+        check_applicable(item.type, raw)
     rules = _rules_from(spec.get("rules") or [])
+    for key in ("icon", "description"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise DefinitionError(f"{key} must be text.", key)
     try:
         definition = ObjectDefinition(
             name=name,
@@ -767,7 +841,8 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
             rules=rules,
         )
     except ContributionError as exc:
-        raise DefinitionError(str(exc)) from None
+        key = "name_field" if "names its records" in str(exc) else "fields"
+        raise DefinitionError(str(exc), key) from None
 
     def change() -> ObjectMeta:
         if db.session.get(ObjectRow, name) is not None:
@@ -839,7 +914,12 @@ def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
     allowed = {"label", "label_plural", "icon", "description", "name_field", "rules", "sensitive"}
     unknown = set(changes) - allowed
     if unknown:
-        raise DefinitionError(f"These cannot be changed: {', '.join(sorted(unknown))}.")
+        raise DefinitionError(
+            f"These cannot be changed: {', '.join(sorted(unknown))}.", sorted(unknown)[0]
+        )
+    for key in ("icon", "description"):
+        if changes.get(key) is not None and not isinstance(changes[key], str):
+            raise DefinitionError(f"{key} must be text.", key)
 
     def change() -> ObjectMeta:
         row = _object_row(object_name)
@@ -852,7 +932,9 @@ def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
                     raise DefinitionError(f"{key} cannot be empty.", key)
                 setattr(row, key, value.strip()[:100])
             elif key == "name_field":
-                if value is not None and value not in meta.declared_fields:
+                if value is not None and (
+                    not isinstance(value, str) or value not in meta.declared_fields
+                ):
                     raise DefinitionError(f"{meta.label} has no field {value!r}.", key)
                 row.name_field = value
             elif key == "rules":  # the administrators' rules; the code's stay as declared
@@ -867,7 +949,9 @@ def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
                         raise DefinitionError(f"Rule {rule.name}: {exc}", "rules") from None
                 row.admin_rules = _rules_json(rules)
             elif key == "sensitive":
-                row.sensitive = bool(value)
+                if not isinstance(value, bool):
+                    raise DefinitionError("sensitive must be true or false.", key)
+                row.sensitive = value
             else:
                 setattr(row, key, str(value or "")[:2000])
         db.session.flush()
@@ -895,6 +979,7 @@ def update_field(object_name: str, field_name: str, changes: Mapping[str, Any]) 
                 sorted(refused)[0],
             )
         before = field_meta_from_row(row)
+        check_applicable(before.type, changes)
         spec = {k: getattr(before, k) for k in SPEC_KEYS if hasattr(before, k)}
         spec.update(changes)
         item = field_from_spec(spec)

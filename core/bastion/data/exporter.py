@@ -31,7 +31,7 @@ from bastion import audit
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import BadQuery
 from bastion.data.params import filters_to_params, parse_list_params
-from bastion.data.query import Filter
+from bastion.data.query import AnyOf, Filter
 from bastion.data.records import MAX_LIMIT, Record, RecordService
 from bastion.data.serialize import record_to_json
 from bastion.data.values import to_text
@@ -50,7 +50,7 @@ class Export:
     meta: ObjectMeta
     format: str
     columns: list[FieldMeta]
-    filters: list[Filter] = field(default_factory=list)
+    filters: list[Filter | AnyOf] = field(default_factory=list)
     sort: str | None = None
     count: int = 0
 
@@ -156,7 +156,7 @@ def prepare_export(
     query: Iterable[tuple[str, str]],
     export_format: str,
     *,
-    extra_filters: Iterable[Filter] = (),
+    extra_filters: Iterable[Filter | AnyOf] = (),
     actor: str | None = None,
 ) -> Export:
     """Check the request (permission, format, query) and audit it; stream afterwards.
@@ -187,10 +187,18 @@ def prepare_export(
         object_type=meta.name,
         changes={
             "format": export_format,
-            "filters": [f"{key}={value}" for key, value in filters_to_params(filters)],
+            "filters": [_describe(item) for item in filters],
             "sort": export.sort,
             "fields": [item.name for item in export.columns],
             "rows": export.count,
         },
     )
     return export
+
+
+def _describe(item: Filter | AnyOf) -> str:
+    """A filter as the audit entry shows it: ``path__op=value``, alternatives with " or "."""
+    if isinstance(item, AnyOf):
+        return " or ".join(_describe(one) for one in item.filters)
+    ((key, value),) = filters_to_params([item])
+    return f"{key}={value}"

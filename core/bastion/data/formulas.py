@@ -11,12 +11,22 @@ from __future__ import annotations
 import ast
 import functools
 import operator
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from bastion.data.values import Money, RecordLink, is_empty
+from bastion.data.catalog import FieldMeta
+from bastion.data.values import (
+    FALSE_WORDS,
+    MAX_INTEGER,
+    TRUE_WORDS,
+    Money,
+    RecordLink,
+    is_empty,
+    to_text,
+)
 
 
 class FormulaError(ValueError):
@@ -256,3 +266,118 @@ def _eval(node: ast.AST, values: dict[str, Any]) -> Any:
         args = [_eval(arg, values) for arg in node.args]
         return FUNCTIONS[node.func.id](*args)  # type: ignore[union-attr]
     raise FormulaError(f"A formula may not use {type(node).__name__}.")
+
+
+# --------------------------------------------------------------------------- result types
+
+
+def evaluate_as(source: str, values: dict[str, Any], formula_type: str, scale: int = 2) -> Any:
+    """The formula's value converted to its declared type (see ``conform``)."""
+    return conform(evaluate(source, values), formula_type, scale)
+
+
+def conform(value: Any, formula_type: str, scale: int = 2) -> Any:
+    """``value`` as a value of ``formula_type``, or None when it is not one.
+
+    A formula's expression may compute anything ("length(tags) + title" is text); what
+    the API, the pages and the OpenAPI document promise is the declared type. A value
+    is converted when that is exact or a plain rounding (2.5 -> 3 for an integer, a
+    decimal to its scale, half up as people round money); otherwise it is empty rather
+    than of the wrong type.
+    """
+    if is_empty(value):
+        return None
+    convert = _CONVERTERS.get(formula_type)
+    if convert is None:  # not a declarable type (definitions refuse others): leave as is
+        return value
+    try:
+        return convert(value, scale)
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    """A finite Decimal for a number or a number written as text; None otherwise."""
+    if isinstance(value, Money):
+        value = value.amount
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    elif isinstance(value, str):
+        value = Decimal(value.strip().replace(",", ""))
+    if not isinstance(value, int | Decimal):
+        return None
+    number = Decimal(value)
+    return number if number.is_finite() else None
+
+
+def _to_integer(value: Any, _scale: int) -> int | None:
+    if type(value) is int:
+        number: Decimal | None = Decimal(value)
+    elif isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value.strip().replace(",", "")):
+        return None  # "2div", "1e9999": not a whole number a person wrote
+    else:
+        number = _as_decimal(value)
+    if number is None:
+        return None
+    whole = int(number.to_integral_value(rounding=ROUND_HALF_UP))
+    return whole if abs(whole) <= MAX_INTEGER else None
+
+
+def _to_decimal(value: Any, scale: int) -> Decimal | None:
+    number = _as_decimal(value)
+    if number is None:
+        return None
+    return number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+
+
+def _to_text(value: Any, _scale: int) -> str | None:
+    text = value if isinstance(value, str) else to_text(_TEXT_META, value)
+    return text.strip() or None
+
+
+def _to_boolean(value: Any, _scale: int) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, str | int) else ""
+    if word in TRUE_WORDS:
+        return True
+    return False if word in FALSE_WORDS else None
+
+
+def _to_date(value: Any, _scale: int) -> date | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value.strip()) == 10:
+        return date.fromisoformat(value.strip())
+    return None
+
+
+def _to_datetime(value: Any, _scale: int) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # formulas compute in UTC, as today() and now()
+    return moment.astimezone(UTC)
+
+
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,19}(?:\.0*)?")
+#: to_text reads only the value; it needs some field for its signature.
+_TEXT_META = FieldMeta("formula", "text", "Formula")
+_CONVERTERS: dict[str, Callable[[Any, int], Any]] = {
+    "integer": _to_integer,
+    "decimal": _to_decimal,
+    "text": _to_text,
+    "boolean": _to_boolean,
+    "date": _to_date,
+    "datetime": _to_datetime,
+}

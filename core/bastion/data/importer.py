@@ -48,7 +48,7 @@ from bastion.data.exporter import formula_like
 from bastion.data.models import ImportMapping
 from bastion.data.query import Filter
 from bastion.data.records import MAX_LIMIT, RecordService
-from bastion.data.values import FieldValueError, is_empty, parse, to_json
+from bastion.data.values import FieldValueError, is_empty, parse_filter_value, to_json
 from bastion.db import db
 
 log = logging.getLogger(__name__)
@@ -209,12 +209,31 @@ def _separator(text: str) -> str:
 
 
 def read_rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(physical line where the row starts, cells) for every non-blank row."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_separator(text))
+    """(physical line where the row starts, cells) for every non-blank row.
+
+    A quote opened and never closed would make the lenient reader take the rest of the
+    file as one cell: that is refused (ImportProblem naming the line), not imported.
+    """
+    separator = _separator(text)
+    row_lines: list[str] = []  # the physical lines of the row being read
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            row_lines.append(line)
+            yield line
+
+    total = sum(1 for _ in io.StringIO(text, newline=""))
+    reader = csv.reader(lines(), delimiter=separator)
     last_line = 0
     try:
         for cells in reader:
             start, last_line = last_line + 1, reader.line_num
+            if last_line == total and _unterminated(row_lines, separator):
+                raise ImportProblem(
+                    f"Line {start} opens a quoted cell that is never closed, so the rest of "
+                    "the file would be read as one cell. Check its quotes."
+                )
+            row_lines.clear()
             if not any(cell.strip() for cell in cells):
                 continue
             yield start, cells
@@ -222,6 +241,19 @@ def read_rows(text: str) -> Iterator[tuple[int, list[str]]]:
         raise ImportProblem(
             f"Line {reader.line_num + 1} cannot be read as CSV ({exc}). Check its quotes."
         ) from None
+
+
+def _unterminated(row_lines: list[str], separator: str) -> bool:
+    """Whether the last row of a file ends inside a quoted cell."""
+    if '"' not in "".join(row_lines):
+        return False
+    strict = csv.reader(row_lines, delimiter=separator, strict=True)
+    try:
+        for _ in strict:
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def count_rows(text: str) -> int:
@@ -258,6 +290,7 @@ def resolve_columns(
     headers = [cell.strip() for cell in header]
     if not any(headers):
         raise ImportProblem("The first line must name the columns.")
+    _refuse_repeated_titles(headers)
     columns: list[Column] = []
     ignored: list[str] = []
     wanted: dict[str, str] = {}
@@ -302,6 +335,19 @@ def resolve_columns(
             f"(such as {names}) or choose a mapping."
         )
     return columns, ignored
+
+
+def _refuse_repeated_titles(headers: list[str]) -> None:
+    """Two columns of one name: which one holds the value is anyone's guess."""
+    seen: set[str] = set()
+    for title in headers:
+        if not title:
+            continue
+        if fold_title(title) in seen:
+            raise ImportProblem(
+                f"The column {title} appears twice in the first line; rename or remove one."
+            )
+        seen.add(fold_title(title))
 
 
 def field_for_title(meta: ObjectMeta, title: str, allowed: set[str]) -> FieldMeta | None:
@@ -654,6 +700,17 @@ class Importer:
             if len(cells) > width and any(cell.strip() for cell in cells[width:]):
                 self._error(line, {"": f"This row has {len(cells)} cells but the header {width}."})
                 continue
+            if len(cells) < width:
+                # A lost separator or a stray line break shifts or splits the cells, and
+                # a count cannot tell that from dropped empty ones: refuse, don't guess.
+                self._error(
+                    line,
+                    {
+                        "": f"This row has {len(cells)} cells but the header {width}; "
+                        "give every column a cell, even an empty one."
+                    },
+                )
+                continue
             rows.append(_Row(line, self._values(cells)))
         if self.key is not None:
             rows = self._match_keys(rows)
@@ -729,12 +786,14 @@ class Importer:
         assert key is not None
         kept: list[_Row] = []
         for row in rows:
-            raw = row.values.pop(key.name, None) if key.name == "id" else row.values.get(key.name)
+            # A key nobody may write (the id, an auto-number) finds records only.
+            found_only = key.name == "id" or not key.writable
+            raw = row.values.pop(key.name, None) if found_only else row.values.get(key.name)
             if raw is None:
                 kept.append(row)
                 continue
             try:
-                row.key = parse(key, raw, self.service.context)
+                row.key = parse_filter_value(key, raw, self.service.context)
             except FieldValueError as exc:
                 self._error(row.line, {key.name: str(exc)})
                 continue

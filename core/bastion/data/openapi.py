@@ -25,7 +25,7 @@ from typing import Any
 from bastion import __version__
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.query import OPERATORS, RANGE_OPS, TEXT_OPS, TEXTUAL
-from bastion.data.records import DEFAULT_LIMIT, MAX_LIMIT, RecordService
+from bastion.data.records import DEFAULT_LIMIT, MAX_LIMIT, MAX_MERGED, RecordService
 from bastion.plugins.contributions import FIELD_TYPES
 
 API_BASE = "/api/v1"
@@ -98,7 +98,9 @@ def _base_schema(item: FieldMeta, *, writing: bool) -> dict[str, Any]:
         schema = _schema_ref("RecordLink")
     else:
         schema = {}
-    if kind in {"text", "long_text", "email", "phone", "url"} and not item.standard:
+    # A text formula has no stored column and no length limit (a concat can be long).
+    stored_text = not item.standard and item.type != "formula"
+    if kind in {"text", "long_text", "email", "phone", "url"} and stored_text:
         limit = item.max_length or (100_000 if kind == "long_text" else 255)
         schema["maxLength"] = max(limit, 2048) if kind == "url" else limit
         if item.pattern and kind == "text":
@@ -416,7 +418,203 @@ def _record_paths(service: RecordService, meta: ObjectMeta) -> dict[str, Any]:
             },
         }
     single["parameters"] = [_ref("parameters", "id")]
-    return {f"/{name}": collection, f"/{name}/{{id}}": single}
+    paths = {f"/{name}": collection, f"/{name}/{{id}}": single}
+    if service.can(name, "export"):
+        paths[f"/{name}/export"] = _export_path(service, meta)
+    if service.can(name, "edit") and service.can(name, "delete"):
+        paths[f"/{name}/{{id}}/merge"] = _merge_path(meta, record)
+    return paths
+
+
+def _export_path(service: RecordService, meta: ObjectMeta) -> dict[str, Any]:
+    name = meta.name
+    return {
+        "get": {
+            "tags": [name],
+            "operationId": f"export_{name}",
+            "summary": f"Export {meta.label_plural.lower()} as CSV or JSON",
+            "description": (
+                "The records a list query selects (same filters, sort and fields as the "
+                "list), streamed whole rather than paged. Needs the export permission on "
+                "the object and a recent sign-in; every export is audited."
+            ),
+            "parameters": [
+                {
+                    "name": "format",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+                },
+                *filter_parameters(service, meta),
+            ],
+            "responses": {
+                "200": {
+                    "description": "The records: a JSON array, or CSV with a header line.",
+                    "content": {
+                        JSON_TYPE: {
+                            "schema": {"type": "array", "items": _schema_ref(f"{name}.record")}
+                        },
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                **_problems(400, 401, 403, 404, 422),
+            },
+        }
+    }
+
+
+def _merge_path(meta: ObjectMeta, record: dict[str, str]) -> dict[str, Any]:
+    name = meta.name
+    body = {
+        "type": "object",
+        "properties": {
+            "ids": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "minItems": 1,
+                "maxItems": MAX_MERGED,
+                "description": "The other records, merged into this one and then deleted.",
+            },
+            "values": {
+                "type": "object",
+                "description": "Field values the surviving record takes (its own otherwise).",
+            },
+            "version": {"type": "integer", "minimum": 1, "description": "As you read it."},
+        },
+        "required": ["ids", "version"],
+        "additionalProperties": False,
+    }
+    return {
+        "parameters": [_ref("parameters", "id")],
+        "post": {
+            "tags": [name],
+            "operationId": f"merge_{name}",
+            "summary": f"Merge duplicate {meta.label_plural.lower()} into this one",
+            "description": (
+                "Everything that pointed at the other records (lookups, many-to-many and "
+                "record links) is re-pointed here, in one transaction. Needs edit and delete."
+            ),
+            "requestBody": {"required": True, "content": _json_content(body)},
+            "responses": {
+                "200": {"description": "The surviving record.", "content": _json_content(record)},
+                **_problems(400, 401, 403, 404, 409, 422),
+            },
+        },
+    }
+
+
+def _search_and_me_paths(objects: list[str]) -> dict[str, Any]:
+    hit = {
+        "type": "object",
+        "properties": {
+            "object": {"type": "string"},
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "snippet": {"type": ["string", "null"]},
+            "field": {"type": ["string", "null"]},
+            "url": {"type": "string"},
+        },
+    }
+    group = {
+        "type": "object",
+        "properties": {
+            "object": {"type": "string"},
+            "label": {"type": "string"},
+            "total": {"type": "integer"},
+            "exact": {"type": "boolean"},
+            "returned": {"type": "integer"},
+        },
+    }
+    found = {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string"},
+            "data": {"type": "array", "items": hit},
+            "groups": {"type": "array", "items": group},
+        },
+        "required": ["query", "data", "groups"],
+    }
+    profile = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": "string", "format": "email"},
+            "name": {"type": "string"},
+            "time_zone": {"type": "string"},
+            "locale": {"type": "string"},
+            "roles": {"type": "array", "items": {"type": "string"}},
+            "team": {"type": ["object", "null"]},
+            "permissions": {"type": "array", "items": {"type": "string"}},
+            "mfa_enabled": {"type": "boolean"},
+            "auth": {"type": "string", "enum": ["session", "token"]},
+        },
+    }
+    changes = {
+        "type": "object",
+        "properties": {name: {"type": "string"} for name in ("name", "time_zone", "locale")},
+        "additionalProperties": False,
+    }
+    return {
+        "/search": {
+            "get": {
+                "tags": ["meta"],
+                "operationId": "search",
+                "summary": "Search the records you may read",
+                "description": (
+                    "Full-text search over the searchable fields of every object, grouped "
+                    "by object; no hit or snippet comes from a record or field you cannot read."
+                ),
+                "parameters": [
+                    {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "objects",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only these objects, comma-separated.",
+                        "schema": {"type": "array", "items": {"type": "string", "enum": objects}},
+                        "style": "form",
+                        "explode": False,
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "Hits per object.",
+                        "schema": {"type": "integer", "minimum": 1, "default": 10},
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "Hits and groups.", "content": _json_content(found)},
+                    "503": {
+                        "description": "The search index is being rebuilt.",
+                        "content": {PROBLEM_TYPE: {"schema": _schema_ref("Problem")}},
+                    },
+                    **_problems(400, 401, 403),
+                },
+            }
+        },
+        "/me": {
+            "get": {
+                "tags": ["meta"],
+                "operationId": "get_me",
+                "summary": "Who you are: profile, roles, team and permissions",
+                "responses": {
+                    "200": {"description": "Your profile.", "content": _json_content(profile)},
+                    **_problems(401),
+                },
+            },
+            "patch": {
+                "tags": ["meta"],
+                "operationId": "update_me",
+                "summary": "Change your name, time zone or locale",
+                "requestBody": {"required": True, "content": _json_content(changes)},
+                "responses": {
+                    "200": {"description": "Your profile.", "content": _json_content(profile)},
+                    **_problems(400, 401, 422),
+                },
+            },
+        },
+    }
 
 
 # --------------------------------------------------------------------------- meta
@@ -771,6 +969,8 @@ def build_document(service: RecordService, *, schema_admin: bool = False) -> dic
         paths.update(_record_paths(service, meta))
         tags.append({"name": meta.name, "description": meta.label_plural})
     paths.update(_meta_paths(schema_admin))
+    readable = [tag["name"] for tag in tags if tag["name"] != "meta"]
+    paths.update(_search_and_me_paths(readable))
     return {
         "openapi": "3.1.0",
         "info": {

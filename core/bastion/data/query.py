@@ -20,7 +20,13 @@ from sqlalchemy.sql import ColumnElement as Col
 
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import BadQuery
-from bastion.data.values import MAX_INTEGER, FieldValueError, ValueContext, parse
+from bastion.data.values import (
+    MAX_INTEGER,
+    FieldValueError,
+    ValueContext,
+    parse,
+    parse_filter_value,
+)
 
 OPERATORS = {
     "eq": "equals",
@@ -45,6 +51,13 @@ class Filter:
     path: str
     op: str = "eq"
     value: Any = None
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Matches when any of its filters does (the others of a query must all match)."""
+
+    filters: tuple[Filter, ...]
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,7 @@ def _typed(meta: FieldMeta, raw: Any, context: ValueContext) -> Any:
     elif meta.type == "email":
         probe = FieldMeta(meta.name, "text", meta.label)
     try:
-        value = parse(probe, raw, context)
+        value = parse_filter_value(probe, raw, context)  # an auto-number reads as text
     except FieldValueError as exc:
         raise BadQuery(f"Filter on {meta.label}: {exc}", field=meta.name) from None
     if meta.type == "email" and isinstance(value, str):

@@ -92,6 +92,23 @@ def parse(meta: FieldMeta, raw: Any, context: ValueContext | None = None) -> Any
     return parser(meta, raw, context)
 
 
+def parse_filter_value(meta: FieldMeta, raw: Any, context: ValueContext | None = None) -> Any:
+    """The typed value of ``raw`` as something to find records by: a filter's value or
+    an import's key, never a value to write.
+
+    A computed field that is stored (an auto-number) has no parser, since nobody may set
+    it, yet it can be compared with: its stored value is text, so it is read as text.
+    """
+    if meta.type not in _FOUND_AS_TEXT:
+        return parse(meta, raw, context)
+    text = raw.strip() if isinstance(raw, str) else raw
+    return None if is_empty(text) else _text(meta, text, context or ValueContext())
+
+
+#: Stored computed types that filters and import keys compare as text.
+_FOUND_AS_TEXT = frozenset({"auto_number"})
+
+
 def _text(meta: FieldMeta, raw: Any, _c: ValueContext) -> str:
     if not isinstance(raw, str):
         raise FieldValueError(f"{meta.label} must be text.")

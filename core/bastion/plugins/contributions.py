@@ -48,7 +48,12 @@ FORMULA_TYPES = frozenset({"text", "integer", "decimal", "date", "datetime", "bo
 
 
 class ContributionError(ValueError):
-    """A plugin declared something malformed; the message says what."""
+    """A plugin declared something malformed; the message says what, and ``setting``
+    which setting of the declaration (such as "scale") when one is at fault."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True)
@@ -198,50 +203,67 @@ class FieldDefinition:
         if not _SNAKE.match(self.name) or "__" in self.name or len(self.name) > 50:
             raise ContributionError(
                 f"Field name {self.name!r} must be snake_case, at most 50 characters, "
-                "without a double underscore."
+                "without a double underscore.",
+                "name",
             )
         if self.name in STANDARD_FIELD_NAMES:
             raise ContributionError(
-                f"Field name {self.name!r} is a standard field every object already has."
+                f"Field name {self.name!r} is a standard field every object already has.",
+                "name",
             )
         if not isinstance(self.label, str) or not self.label.strip():
-            raise ContributionError(f"Field {self.name!r} needs a label.")
+            raise ContributionError(f"Field {self.name!r} needs a label.", "label")
         if self.type not in FIELD_TYPES:
             raise ContributionError(
                 f"Field {self.name!r} has unknown type {self.type!r}; "
-                f"use one of {', '.join(sorted(FIELD_TYPES))}."
+                f"use one of {', '.join(sorted(FIELD_TYPES))}.",
+                "type",
             )
         if self.type in {"lookup", "many_to_many"} and not self.target:
-            raise ContributionError(f"Field {self.name!r} is a {self.type} and needs a target.")
+            raise ContributionError(
+                f"Field {self.name!r} is a {self.type} and needs a target.", "target"
+            )
         if self.type in {"picklist", "multi_picklist"} and not self.options:
-            raise ContributionError(f"Field {self.name!r} is a {self.type} and needs options.")
+            raise ContributionError(
+                f"Field {self.name!r} is a {self.type} and needs options.", "options"
+            )
         if self.type == "formula" and not self.formula:
-            raise ContributionError(f"Field {self.name!r} is a formula and needs an expression.")
+            raise ContributionError(
+                f"Field {self.name!r} is a formula and needs an expression.", "formula"
+            )
         if self.type == "formula" and self.formula_type not in FORMULA_TYPES:
             raise ContributionError(
                 f"Field {self.name!r}: a formula computes one of "
-                f"{', '.join(sorted(FORMULA_TYPES))}."
+                f"{', '.join(sorted(FORMULA_TYPES))}.",
+                "formula_type",
             )
         if self.on_delete not in ("restrict", "clear"):
-            raise ContributionError(f"Field {self.name!r}: on_delete is 'restrict' or 'clear'.")
+            raise ContributionError(
+                f"Field {self.name!r}: on_delete is 'restrict' or 'clear'.", "on_delete"
+            )
         if type(self.scale) is not int or not 0 <= self.scale <= 8:
-            raise ContributionError(f"Field {self.name!r}: scale must be 0 to 8 digits.")
+            raise ContributionError(f"Field {self.name!r}: scale must be 0 to 8 digits.", "scale")
         if not re.fullmatch(r"[A-Z]{3}", self.currency or ""):
-            raise ContributionError(f"Field {self.name!r}: currency must be an ISO 4217 code.")
+            raise ContributionError(
+                f"Field {self.name!r}: currency must be an ISO 4217 code.", "currency"
+            )
         if self.type == "auto_number" and not re.search(r"\{0+\}", self.format):
             raise ContributionError(
-                f"Field {self.name!r}: an auto-number format needs a {{0000}} placeholder."
+                f"Field {self.name!r}: an auto-number format needs a {{0000}} placeholder.",
+                "format",
             )
         if self.max_length is not None and (
             type(self.max_length) is not int or self.max_length < 1
         ):
-            raise ContributionError(f"Field {self.name!r}: max_length must be a positive integer.")
+            raise ContributionError(
+                f"Field {self.name!r}: max_length must be a positive integer.", "max_length"
+            )
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ContributionError(
-                    f"Field {self.name!r} has an invalid pattern: {exc}."
+                    f"Field {self.name!r} has an invalid pattern: {exc}.", "pattern"
                 ) from None
 
 

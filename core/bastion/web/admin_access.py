@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 
 from bastion import audit, authz, sessions
 from bastion.access import ALL_PERMISSIONS, requires
+from bastion.data.catalog import current_catalog
 from bastion.db import db
 from bastion.default_roles import DEFAULT_ROLE_SLUGS
 from bastion.identity import ADMIN_ROLE
@@ -165,7 +166,9 @@ def _role_or_404(slug: str) -> Role:
 
 
 def _object_names(role: Role) -> list[str]:
-    names = set(platform().objects) | {r.object_name for r in role.object_rules}
+    """Declared objects, custom objects of the data model, and those the role has rules for."""
+    custom = {meta.name for meta in current_catalog().active()}
+    names = set(platform().objects) | custom | {r.object_name for r in role.object_rules}
     names.discard(authz.EVERY_OBJECT)
     return sorted(names)
 
@@ -178,8 +181,11 @@ def _matrix_rows(role: Role) -> list[MatrixRow]:
         declared = plat.objects.get(name)
         if name == authz.EVERY_OBJECT:
             label = "Every other object"
+        elif declared:
+            label = declared[1].label_plural
         else:
-            label = declared[1].label_plural if declared else name
+            meta = current_catalog().objects.get(name)
+            label = meta.label_plural if meta is not None else name
         row = MatrixRow(name=name, label=label)
         if declared:
             row.plugin = declared[0]
@@ -195,16 +201,33 @@ def _matrix_rows(role: Role) -> list[MatrixRow]:
 
 
 def _field_sections(role: Role) -> list[tuple[str, str, list[FieldRow]]]:
+    """(object, plural label, field rows) of every object whose fields a role can restrict.
+
+    Read from the live data-model catalog, so fields administrators added and custom
+    objects are listed as well as the fields plugins declare; standard fields (id, owner,
+    ...) and removed fields are left out. Declared fields the catalog does not hold yet
+    (before the data model is synced) are listed from their declaration.
+    """
     current = {(r.object_name, r.field_name): r.access for r in role.field_rules}
-    sections = []
-    for name, (_owner, definition) in sorted(platform().objects.items()):
-        if not definition.fields:
+    catalog = current_catalog()
+    found: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for meta in catalog.active():
+        fields = [(item.name, item.label) for item in meta.declared_fields.values()]
+        found[meta.name] = (meta.label_plural, fields)
+    for name, (_owner, definition) in platform().objects.items():
+        meta = catalog.objects.get(name)
+        if meta is not None and meta.retired:
             continue
-        rows = [
-            FieldRow(f.name, f.label, current.get((name, f.name), "edit"))
-            for f in definition.fields
-        ]
-        sections.append((name, definition.label_plural, rows))
+        known = meta.all_fields if meta is not None else {}
+        label, fields = found.get(name, (definition.label_plural, []))
+        # Declared but not yet synced into the catalog (a removed one is in all_fields).
+        fields += [(item.name, item.label) for item in definition.fields if item.name not in known]
+        found[name] = (label, fields)
+    sections = []
+    for name, (label, fields) in sorted(found.items()):
+        if fields:
+            rows = [FieldRow(f, text, current.get((name, f), "edit")) for f, text in fields]
+            sections.append((name, label, rows))
     return sections
 
 
@@ -368,17 +391,41 @@ def _parse_form(role: Role) -> dict[str, Any]:
             problems.append(f"Choose a record scope for {new_name}.")
     elif new_actions:
         problems.append("Name the object whose rule you ticked in the last row.")
+    problems.extend(_parse_field_rules(form, role, submitted["fields"]))
+    if problems:
+        raise FormError(problems, submitted)
+    return submitted
+
+
+def _parse_field_rules(form: Any, role: Role, into: dict[tuple[str, str], str]) -> list[str]:
+    """Read the field security selects into ``into``; the problems found, if any.
+
+    Only fields the page lists can be given a rule: a name the catalog does not know (or
+    a field removed since the page was loaded) is refused rather than stored unseen.
+    """
+    problems: list[str] = []
     valid_access = {value for value, _ in FIELD_CHOICES}
+    listed: set[tuple[str, str]] = set()
     for object_name, _label, field_rows in _field_sections(role):
         for item in field_rows:
+            listed.add((object_name, item.name))
             value = form.get(f"field:{object_name}:{item.name}", "edit")
             if value not in valid_access:
                 problems.append(f"Choose editable, read-only or hidden for {item.label}.")
                 continue
-            submitted["fields"][(object_name, item.name)] = value
-    if problems:
-        raise FormError(problems, submitted)
-    return submitted
+            into[(object_name, item.name)] = value
+    unknown = sorted(
+        key
+        for key in form
+        if key.startswith("field:") and tuple(key.split(":", 2)[1:]) not in listed
+    )
+    if unknown:
+        names = ", ".join(key.removeprefix("field:").replace(":", ".")[:100] for key in unknown[:5])
+        problems.append(
+            f"{names} is not a field of an object listed on this page; reload the page "
+            "and set field security only for the listed fields."
+        )
+    return problems
 
 
 def snapshot(role: Role) -> dict[str, Any]:
@@ -580,7 +627,7 @@ def role_delete(slug: str):
 
 
 def _explain_objects() -> list[str]:
-    names = set(platform().objects)
+    names = set(platform().objects) | {meta.name for meta in current_catalog().active()}
     names.update(db.session.scalars(select(RoleObjectRule.object_name).distinct()))
     names.discard(authz.EVERY_OBJECT)
     return sorted(names)

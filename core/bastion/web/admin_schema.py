@@ -60,26 +60,8 @@ TYPE_CHOICES: tuple[tuple[str, str], ...] = (
     ("record_link", "Link to a record of any object"),
 )
 TYPE_LABELS = dict(TYPE_CHOICES)
-_TEXTUAL = ("max_length", "pattern")
-_RANGE = ("min_value", "max_value")
 #: The settings each type takes besides the common ones, in the order the form shows them.
-TYPE_INPUTS: dict[str, tuple[str, ...]] = {
-    "text": _TEXTUAL,
-    "long_text": _TEXTUAL,
-    "email": _TEXTUAL,
-    "phone": _TEXTUAL,
-    "url": _TEXTUAL,
-    "integer": _RANGE,
-    "decimal": ("scale", *_RANGE),
-    "percent": ("scale", *_RANGE),
-    "currency": ("scale", "currency", *_RANGE),
-    "picklist": ("options",),
-    "multi_picklist": ("options",),
-    "lookup": ("target", "on_delete"),
-    "many_to_many": ("target",),
-    "auto_number": ("format",),
-    "formula": ("formula", "formula_type"),
-}
+TYPE_INPUTS = definitions.TYPE_SETTINGS
 #: Types without a default value: links, computed values.
 NO_DEFAULT = frozenset({"lookup", "many_to_many", "record_link", "formula", "auto_number"})
 FLAGS: tuple[tuple[str, str, str], ...] = (
@@ -583,12 +565,17 @@ def read_field_form(
         spec["on_delete"] = shown.get("on_delete") or "restrict"
     if want("max_length"):
         spec["max_length"] = _whole_number(
-            shown.get("max_length", ""), "max_length", "Maximum length", errors, 1, 100_000
+            shown.get("max_length", ""),
+            "max_length",
+            "Maximum length",
+            errors,
+            1,
+            definitions.MAX_LENGTH_LIMIT,
         )
     if want("scale"):
         scale = _whole_number(shown.get("scale", ""), "scale", "Decimal places", errors, 0, 8)
         spec["scale"] = 2 if scale is None else scale
-    for key in _RANGE:
+    for key in ("min_value", "max_value"):
         if want(key):
             spec[key] = shown.get(key) or None
     if want("pattern"):

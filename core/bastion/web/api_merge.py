@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from bastion.access import login_required
+from bastion.data.records import MAX_MERGED
 from bastion.data.requests import request_service
 from bastion.data.serialize import record_to_json
 from bastion.web.api_records import (
@@ -27,7 +28,6 @@ from bastion.web.api_records import (
 
 bp = Blueprint("api_merge", __name__, url_prefix="/api/v1")
 
-MAX_MERGED = 10
 BODY_KEYS = frozenset({"ids", "values", "version"})
 
 

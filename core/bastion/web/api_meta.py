@@ -30,6 +30,7 @@ from bastion.data.catalog import FieldMeta, ObjectMeta, UnknownObject, current_c
 from bastion.data.definitions import (
     DefinitionError,
     add_field,
+    check_applicable,
     create_object,
     definition_as_json,
     field_from_spec,
@@ -186,7 +187,7 @@ def _check_field_specs(raw_fields: Any) -> None:
         label = spec.get("name") if isinstance(spec, Mapping) else None
         subject = f"fields[{index}]" + (f" ({label})" if isinstance(label, str) else "")
         try:
-            field_from_spec(spec)
+            check_applicable(field_from_spec(spec).type, spec)
         except DefinitionError as exc:
             key = f"fields[{index}]" + (f".{exc.field}" if exc.field else "")
             raise DefinitionError(f"{subject}: {exc}", key) from None

@@ -18,23 +18,23 @@ from flask_login import current_user
 from bastion.access import login_required
 from bastion.data.errors import BadQuery, RecordError
 from bastion.data.exporter import Export, prepare_export
-from bastion.data.query import Filter
+from bastion.data.query import AnyOf, Filter
 from bastion.data.requests import request_service
 from bastion.reauth import recent_auth_required
 
 bp = Blueprint("records_export", __name__)
 
 
-def _search_filter(object_name: str) -> list[Filter]:
-    """The list page's search box, as the list applies it."""
+def _search_filter(object_name: str) -> list[Filter | AnyOf]:
+    """The list page's search box, as the list applies it: an export holds what it shows."""
     text = request.args.get("q", "").strip()[:200]
     if not text:
         return []
-    from bastion.web.records_common import search_field
+    from bastion.web.records_list import search_fields, search_filter
 
     service = request_service()
-    item = search_field(service, service.object(object_name))
-    return [] if item is None else [Filter(item.name, "contains", text)]
+    searched = search_filter(search_fields(service, service.object(object_name)), text)
+    return [] if searched is None else [searched]
 
 
 def _prepared(object_name: str, export_format: str) -> Export:

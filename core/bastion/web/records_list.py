@@ -19,11 +19,12 @@ from bastion.access import login_required
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import BadQuery, RecordError
 from bastion.data.params import CONTROL_PARAMS, parse_filter_key, parse_list_params
-from bastion.data.query import OPERATORS, Filter, SortKey, parse_sort
+from bastion.data.query import OPERATORS, AnyOf, Filter, SortKey, parse_sort
 from bastion.data.records import Page, RecordService
 from bastion.web.params import MAX_ID, bounded_int
 from bastion.web.record_display import Display, user_names
 from bastion.web.records_common import (
+    SEARCH_TYPES,
     bp,
     list_url,
     object_for,
@@ -43,6 +44,8 @@ WIDE_TYPES = frozenset({"long_text", "many_to_many", "multi_picklist", "record_l
 PAGE_ONLY = ("cursor", "partial", "view")
 RANGE_TYPES = frozenset({"integer", "decimal", "percent", "currency", "date", "datetime"})
 CONTAINS_TYPES = frozenset({"text", "email", "phone", "url", "auto_number", "long_text"})
+#: The most fields the search box matches (one query each per page).
+MAX_SEARCH_FIELDS = 12
 
 
 @dataclass
@@ -79,7 +82,10 @@ class ListState:
     args: MultiDict
     error: str = ""
     q: str = ""
+    #: The first of ``search_fields`` (the name, or what it is built from), or None.
     search: FieldMeta | None = None
+    #: The fields the search box matches: any of them containing ``q`` is a match.
+    search_fields: list[FieldMeta] = field(default_factory=list)
     filter_inputs: list[FilterInput] = field(default_factory=list)
     hidden_filters: list[tuple[str, str]] = field(default_factory=list)
     active: list[ActiveFilter] = field(default_factory=list)
@@ -215,13 +221,50 @@ def _filter_label(service: RecordService, meta: ObjectMeta, item: Filter, displa
     return f"{path} {op} {value}"
 
 
+# --------------------------------------------------------------------------- search box
+
+
+def search_fields(service: RecordService, meta: ObjectMeta) -> list[FieldMeta]:
+    """The fields the search box matches: the name (or its parts), then searchable ones.
+
+    Only fields the user may read, that the database can filter ("contains" on a stored,
+    unencrypted text column): a search must never reveal what a hidden field holds.
+    """
+    access = service.field_access(meta)
+    found: list[FieldMeta] = []
+    primary = search_field(service, meta)
+    if primary is not None:
+        found.append(primary)
+    for item in meta.declared_fields.values():
+        if len(found) >= MAX_SEARCH_FIELDS:
+            break
+        usable = (
+            item.searchable
+            and access.get(item.name, "hidden") != "hidden"
+            and item.filterable
+            and item.in_row
+            and item.type in SEARCH_TYPES
+        )
+        if usable and item not in found:
+            found.append(item)
+    return found
+
+
+def search_filter(fields: list[FieldMeta], text: str) -> AnyOf | None:
+    """The search box as one filter: ``text`` in any of ``fields``."""
+    if not fields or not text:
+        return None
+    return AnyOf(tuple(Filter(item.name, "contains", text) for item in fields))
+
+
 # --------------------------------------------------------------------------- building
 
 
 def build_list(service: RecordService, meta: ObjectMeta, args: MultiDict) -> tuple[ListState, int]:
     display = Display(service)
     state = ListState(meta, [], Page([], None), display, args)
-    state.search = search_field(service, meta)
+    state.search_fields = search_fields(service, meta)
+    state.search = state.search_fields[0] if state.search_fields else None
     status = 200
     try:
         params = parse_list_params(args.items(multi=True))
@@ -230,14 +273,13 @@ def build_list(service: RecordService, meta: ObjectMeta, args: MultiDict) -> tup
         filters = list(params.filters)
         state.filtered = bool(filters) or bool(params.q)
         state.q = params.q
-        if params.q and state.search is not None:
-            filters.append(Filter(state.search.name, "contains", params.q))
         wanted = {item.name for item in fields}
         if meta.name_field and service.field_access(meta).get(meta.name_field) != "hidden":
             wanted.add(meta.name_field)
+        searched = search_filter(state.search_fields, params.q) if params.q else None
         state.page = service.query(
             meta.name,
-            filters=filters,
+            filters=filters if searched is None else [*filters, searched],
             sort=params.sort,
             limit=params.limit,
             cursor=params.cursor,

@@ -204,8 +204,33 @@ def test_the_document_describes_what_the_caller_may_do(demo_app, api):
     props = aiko["components"]["schemas"]["contacts.record"]["properties"]
     assert all(prop.get("readOnly") for prop in props.values())
     scoped = _document(api, bearer(demo_app, ADMIN, scopes=["contacts:read"]))
-    assert {p.split("/")[1] for p in scoped["paths"]} == {"contacts", "meta", "openapi.json"}
+    assert {p.split("/")[1] for p in scoped["paths"]} == {
+        "contacts",
+        "meta",
+        "openapi.json",
+        "search",
+        "me",
+    }
+    # A read-only token: no export, no merge; search offers only what it may read.
+    assert {"/contacts/export", "/contacts/{id}/merge"}.isdisjoint(scoped["paths"])
+    search_params = scoped["paths"]["/search"]["get"]["parameters"]
+    objects = next(p for p in search_params if p["name"] == "objects")
+    assert objects["schema"]["items"]["enum"] == ["contacts"]
     validate(scoped)
+
+
+def test_the_document_covers_search_merge_export_and_me(demo_app, api):
+    admin = _document(api, bearer(demo_app, ADMIN))
+    structural_check(admin)
+    validate(admin)
+    paths = admin["paths"]
+    assert {"/search", "/me", "/contacts/export", "/contacts/{id}/merge"} <= set(paths)
+    merge = paths["/contacts/{id}/merge"]["post"]
+    body = merge["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["ids", "version"]
+    formats = paths["/accounts/export"]["get"]["parameters"][0]["schema"]["enum"]
+    assert formats == ["json", "csv"]
+    assert set(paths["/me"]) == {"get", "patch"}
 
 
 def test_the_document_needs_sign_in_and_is_generated_at_request_time(demo_app, api):

@@ -20,7 +20,7 @@ from bastion.data.catalog import Catalog, current_catalog
 from bastion.data.errors import Forbidden
 from bastion.data.records.access import AccessMixin
 from bastion.data.records.merge import MergeMixin
-from bastion.data.records.model import DEFAULT_LIMIT, MAX_LIMIT, Page, Record
+from bastion.data.records.model import DEFAULT_LIMIT, MAX_LIMIT, MAX_MERGED, Page, Record
 from bastion.data.records.reading import ReadingMixin
 from bastion.data.records.references import ReferencesMixin
 from bastion.data.records.transactions import ATOMIC_KEY, TransactionMixin
@@ -33,6 +33,7 @@ __all__ = [
     "BATCH_SIZE",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "MAX_MERGED",
     "OWNER_FIELD",
     "Page",
     "Record",

@@ -7,6 +7,8 @@ from typing import Any
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+#: Records merged into one at a time, at most (besides the survivor).
+MAX_MERGED = 10
 
 
 @dataclass

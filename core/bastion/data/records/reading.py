@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, or_, select
 
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import BadQuery, Forbidden, NotFound
-from bastion.data.formulas import evaluate, formula_order
+from bastion.data.formulas import evaluate_as, formula_order
 from bastion.data.query import (
+    AnyOf,
     Filter,
     SortKey,
     after_condition,
@@ -44,7 +45,7 @@ class ReadingMixin:
         self,
         object_name: str,
         *,
-        filters: Iterable[Filter] = (),
+        filters: Iterable[Filter | AnyOf] = (),
         sort: str | list[SortKey] | None = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
@@ -89,14 +90,19 @@ class ReadingMixin:
             next_cursor = encode_cursor(signature, [last[c.name] for c, _ in columns])
         return Page(records, next_cursor)
 
-    def count(self, object_name: str, *, filters: Iterable[Filter] = ()) -> int:
+    def count(self, object_name: str, *, filters: Iterable[Filter | AnyOf] = ()) -> int:
         meta = self.require(object_name, "read")
         table = self.catalog.table(meta.name)
         inner = self._filtered(meta, table, filters).with_only_columns(table.c.id)
         return int(db.session.scalar(select(func.count()).select_from(inner.subquery())) or 0)
 
     def iterate(
-        self, object_name: str, *, filters: Iterable[Filter] = (), batch: int = 500, **kwargs: Any
+        self,
+        object_name: str,
+        *,
+        filters: Iterable[Filter | AnyOf] = (),
+        batch: int = 500,
+        **kwargs: Any,
     ) -> Iterator[Record]:
         """Every matching record, page by page (exports)."""
         cursor = None
@@ -117,14 +123,18 @@ class ReadingMixin:
             return [SortKey(item.name)]  # type: ignore[union-attr]
         return [SortKey("id", descending=True)]
 
-    def _filtered(self, meta: ObjectMeta, table: Table, filters: Iterable[Filter]) -> Any:
+    def _filtered(self, meta: ObjectMeta, table: Table, filters: Iterable[Filter | AnyOf]) -> Any:
         statement = select(table)
         statement = self._in_scope(meta, table, statement)
         for item in filters:
             statement = statement.where(self._condition(meta, table, item, depth=0))
         return statement
 
-    def _condition(self, meta: ObjectMeta, table: Table, item: Filter, depth: int) -> Any:
+    def _condition(self, meta: ObjectMeta, table: Table, item: Filter | AnyOf, depth: int) -> Any:
+        if isinstance(item, AnyOf):  # each alternative is checked like a filter of its own
+            if not item.filters:
+                raise BadQuery("An either-or filter needs at least one alternative.")
+            return or_(*(self._condition(meta, table, one, depth) for one in item.filters))
         head, _, rest = item.path.partition(".")
         target_field = self.readable_field(meta, head)
         if rest:
@@ -263,10 +273,8 @@ def add_formulas(meta: ObjectMeta, values: dict[str, Any]) -> None:
 
 
 def _formula_value(item: FieldMeta, values: dict[str, Any]) -> Any:
-    value = evaluate(item.formula or "", values)
-    if isinstance(value, str) and item.formula_type == "text":
-        return value.strip() or None
-    return value
+    # Of the declared type, as the API schema and the pages promise, or empty.
+    return evaluate_as(item.formula or "", values, item.formula_type, item.scale)
 
 
 def _decrypt(

@@ -150,22 +150,29 @@ class ReferencesMixin:
         pointing = junction.c.target_id.in_(ids)
         if source.name == meta.name:
             pointing = pointing & junction.c.record_id.not_in(ids)
-        linked = select(junction.c.record_id).where(pointing)
-        rows = db.session.execute(
-            select(junction.c.record_id, junction.c.target_id)
-            .where(junction.c.record_id.in_(linked))
-            .order_by(junction.c.record_id, junction.c.target_id)
-        )
-        before: dict[int, list[int]] = {}
-        for record_id, target_id in rows:
-            before.setdefault(record_id, []).append(target_id)
-        if not before:
+        # Delete first and learn from RETURNING what went: a link added meanwhile by
+        # another transaction is either in this answer or not deleted at all.
+        removed = db.session.execute(
+            delete(junction).where(pointing).returning(junction.c.record_id, junction.c.target_id)
+        ).all()
+        if not removed:
             return
-        stamped = update(table).where(table.c.id.in_(linked))
+        before: dict[int, list[int]] = {}
+        for record_id, target_id in removed:
+            before.setdefault(record_id, []).append(target_id)
+        kept = db.session.execute(
+            select(junction.c.record_id, junction.c.target_id).where(
+                junction.c.record_id.in_(sorted(before))
+            )
+        )
+        for record_id, target_id in kept:
+            before[record_id].append(target_id)
+        for targets in before.values():
+            targets.sort()
+        stamped = update(table).where(table.c.id.in_(sorted(before)))
         if into is not None:
             stamped = stamped.where(table.c.id != into)
         db.session.execute(stamped.values({"version": table.c.version + 1, **released.stamp}))
-        db.session.execute(delete(junction).where(pointing))
         gone = set(ids)
         fresh: list[dict[str, int]] = []
         for record_id, targets in before.items():
