@@ -9,6 +9,7 @@ transaction, so a failed change leaves schema and definitions as they were.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import re
@@ -309,6 +310,12 @@ def _check_texts(values: dict[str, Any]) -> None:
             raise DefinitionError(f"{key} must be text.", key)
 
 
+def _check_object_texts(settings: Mapping[str, Any]) -> None:
+    for key in ("icon", "description"):
+        if settings.get(key) is not None and not isinstance(settings[key], str):
+            raise DefinitionError(f"{key} must be text.", key)
+
+
 def _is_set(value: Any) -> bool:
     """A setting given a value (an empty one, as forms send, means "not set")."""
     return value not in (None, "", [], ())
@@ -337,18 +344,26 @@ class _StorageNames:
     """
 
     def __init__(self, catalog: Catalog):
-        self.present = storage.existing_names(db.session.connection())
-        self.holders: dict[str, str] = {}
-        for meta in catalog.objects.values():
-            self._hold(storage.object_storage_names(meta.name), f"the object {meta.name}")
+        self.catalog = catalog
+
+    @functools.cached_property
+    def present(self) -> set[str]:
+        return storage.existing_names(db.session.connection())
+
+    @functools.cached_property
+    def holders(self) -> dict[str, str]:
+        """Who holds each name, gathered on the first claim: a start-up that adds no
+        object or field (the usual one) never reads the database's names."""
+        holders: dict[str, str] = {}
+        for meta in self.catalog.objects.values():
+            for name in storage.object_storage_names(meta.name):
+                holders.setdefault(name, f"the object {meta.name}")
             for item in meta.all_fields.values():
                 if not (item.standard or item.purged):
-                    names = storage.field_storage_names(meta.name, item.name, item.type)
-                    self._hold(names, f"the field {meta.name}.{item.name}")
-
-    def _hold(self, names: set[str], holder: str) -> None:
-        for name in names:
-            self.holders.setdefault(name, holder)
+                    holder = f"the field {meta.name}.{item.name}"
+                    for name in storage.field_storage_names(meta.name, item.name, item.type):
+                        holders.setdefault(name, holder)
+        return holders
 
     def claim_object(self, name: str) -> None:
         names = storage.object_storage_names(name)
@@ -370,7 +385,8 @@ class _StorageNames:
                     f"by {taken_by}; choose another name.",
                     "name",
                 )
-        self._hold(names, holder)
+        for name in names:
+            self.holders.setdefault(name, holder)
 
 
 def _reconcile_indexes(meta: ObjectMeta, table: Table) -> None:
@@ -826,9 +842,7 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
     for raw, item in zip(raw_fields, items, strict=True):
         check_applicable(item.type, raw)
     rules = _rules_from(spec.get("rules") or [])
-    for key in ("icon", "description"):
-        if spec.get(key) is not None and not isinstance(spec[key], str):
-            raise DefinitionError(f"{key} must be text.", key)
+    _check_object_texts(spec)
     try:
         definition = ObjectDefinition(
             name=name,
@@ -841,8 +855,7 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
             rules=rules,
         )
     except ContributionError as exc:
-        key = "name_field" if "names its records" in str(exc) else "fields"
-        raise DefinitionError(str(exc), key) from None
+        raise DefinitionError(str(exc), exc.setting or "fields") from None
 
     def change() -> ObjectMeta:
         if db.session.get(ObjectRow, name) is not None:
@@ -917,9 +930,7 @@ def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
         raise DefinitionError(
             f"These cannot be changed: {', '.join(sorted(unknown))}.", sorted(unknown)[0]
         )
-    for key in ("icon", "description"):
-        if changes.get(key) is not None and not isinstance(changes[key], str):
-            raise DefinitionError(f"{key} must be text.", key)
+    _check_object_texts(changes)
 
     def change() -> ObjectMeta:
         row = _object_row(object_name)

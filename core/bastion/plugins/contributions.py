@@ -309,26 +309,33 @@ class ObjectDefinition:
     def __post_init__(self) -> None:
         if not _SNAKE.match(self.name):
             raise ContributionError(
-                f"Object API name {self.name!r} must be plural snake_case, such as 'contacts'."
+                f"Object API name {self.name!r} must be plural snake_case, such as 'contacts'.",
+                "name",
             )
         seen: set[str] = set()
         for item in self.fields:
             if item.name in seen:
-                raise ContributionError(f"Object {self.name!r} declares field {item.name!r} twice.")
+                raise ContributionError(
+                    f"Object {self.name!r} declares field {item.name!r} twice.", "fields"
+                )
             seen.add(item.name)
         if len(self.name) > 40:
-            raise ContributionError(f"Object API name {self.name!r} is longer than 40 characters.")
+            raise ContributionError(
+                f"Object API name {self.name!r} is longer than 40 characters.", "name"
+            )
         if self.name_field is not None and self.name_field not in seen:
             raise ContributionError(
                 f"Object {self.name!r} names its records by {self.name_field!r}, "
-                "which is not one of its fields."
+                "which is not one of its fields.",
+                "name_field",
             )
         for group in self.duplicate_keys:
             for name in group:
                 if name not in seen:
                     raise ContributionError(
                         f"Object {self.name!r}: duplicate key field {name!r} "
-                        "is not one of its fields."
+                        "is not one of its fields.",
+                        "duplicate_keys",
                     )
 
 

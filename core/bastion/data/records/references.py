@@ -63,7 +63,7 @@ class ReferencesMixin:
                 if item.type == "lookup" and item.on_delete == "restrict" and not item.removed:
                     column = self.catalog.table(source.name).c[item.name]
                     self._refuse_referenced(meta, source, item, column.in_(ids))
-        actor_id = None if self.system or self.user is None else self.user.id
+        actor_id = self._acting_user_id()
         released = _Released(
             Cause("delete" if into is None else "merge", meta.name, tuple(ids), into),
             self.user,

@@ -179,7 +179,7 @@ class WritingMixin:
         if not changes:
             return []
         now = utcnow()
-        actor = None if self.system or self.user is None else self.user.id
+        actor = self._acting_user_id()
         prepared = [self._prepare(meta, change.values) for change in changes]
         rows = []
         for change, item in zip(changes, prepared, strict=True):
@@ -304,7 +304,7 @@ class WritingMixin:
             values["owner"] = changed["owner"]
         values.update(
             updated_at=utcnow(),
-            updated_by=None if self.system or self.user is None else self.user.id,
+            updated_by=self._acting_user_id(),
             version=version + 1,
         )
         table = self.catalog.table(meta.name)
