@@ -11,6 +11,7 @@ from htmx_flask import Htmx
 
 from bastion import __version__, core_hooks
 from bastion.access import can, enforce_route_access
+from bastion.audit.buffer import init_audit_writer
 from bastion.config import Settings, load_settings
 from bastion.data import models as _data_models  # noqa: F401  (registers the tables)
 from bastion.data.listeners import init_record_listeners
@@ -37,6 +38,7 @@ from bastion.web import (
     api_meta,
     api_records,
     assets,
+    audit_views,
     auth,
     health,
     home,
@@ -80,6 +82,7 @@ CORE_BLUEPRINTS = (
     imports.bp,
     health.bp,
     assets.bp,
+    audit_views.bp,
 )
 
 
@@ -149,6 +152,7 @@ def create_app(
     with app.app_context():
         register_plugins(app, plat)
     init_record_listeners(app)
+    init_audit_writer(app)
     init_search(app)
     sync_at_start(app)
 

@@ -54,9 +54,14 @@ def with_app(func: Any) -> Any:
             raise click.ClickException(
                 f"{ctx.settings.data_dir} is not initialized; run `bastion init` first."
             )
-        app = ctx.app()
-        with app.app_context():
-            return func(app, *args, **kwargs)
+        from bastion.keyfiles import SecretFileError
+
+        try:
+            app = ctx.app()
+            with app.app_context():
+                return func(app, *args, **kwargs)
+        except SecretFileError as exc:  # a missing or damaged key file: say which
+            raise click.ClickException(str(exc)) from None
 
     return update_wrapper(wrapper, func)
 
@@ -243,12 +248,11 @@ def serve(app: Flask, host: str, port: int, threads: int, processes: int) -> Non
             "The database schema is older than this version of Bastion; "
             "run `bastion upgrade` first."
         )
+    _check_master_key_or_refuse()
     plat = app.extensions["bastion"]
     settings = plat.settings
     # Start-ups run before the first request is accepted, not inside someone's request.
     plat.run_pending_startups(app)
-    from bastion.search import start_indexer
-
     workers = f", {processes} processes" if processes > 1 else ""
     click.echo(
         f"Bastion {__version__} serving on http://{host}:{port}{workers} "
@@ -267,9 +271,33 @@ def serve(app: Flask, host: str, port: int, threads: int, processes: int) -> Non
         threads=threads,
         processes=processes,
         # Each serving process keeps the search index in step; replays what a crash left.
-        on_start=start_indexer,
+        on_start=_start_background_work,
         options=options,
     )
+
+
+def _check_master_key_or_refuse() -> None:
+    """A missing or wrong master key stops `serve` now, not as errors on every request."""
+    from bastion.keys.keyring import KeyringError, check_master_key
+    from bastion.keys.master import MasterKeyError
+
+    try:
+        check_master_key()
+    except (MasterKeyError, KeyringError) as exc:
+        raise click.ClickException(f"Not serving: {exc}") from None
+
+
+def _start_background_work(app: Flask) -> None:
+    """What each serving process runs beside requests: the search indexer (which replays
+    what a crash left in the outbox), the audit trail's periodic checkpoints, and field
+    encryption migrations an earlier process left unfinished."""
+    from bastion.audit.anchors import start_checkpointer
+    from bastion.keys.fields import resume_at_start
+    from bastion.search import start_indexer
+
+    start_indexer(app)
+    start_checkpointer(app)
+    resume_at_start(app)
 
 
 @main.command()
@@ -286,6 +314,10 @@ def upgrade(app: Flask) -> None:
     from bastion.default_roles import ensure_default_roles
 
     _ensure_credentials_key(platform(app).settings)
+    from bastion.audit.anchors import ensure_audit_keys
+
+    ensure_audit_keys(platform(app).settings.secrets_dir)
+    _ensure_keyring(app)
     ensure_default_roles()  # adds missing default roles; never overwrites edited ones
     db.session.commit()
     from bastion.data.setup import DeclarationsHeld, sync_definitions
@@ -308,18 +340,24 @@ def upgrade(app: Flask) -> None:
 
 
 def _ensure_credentials_key(settings: Settings) -> None:
-    """Installations older than MFA have no credentials key yet: create it.
+    """Refuse to build a keyring when the pre-keyring credentials key was lost.
 
-    A missing key with MFA secrets in the database means the key was lost; a new one
-    would not decrypt them, so that is refused instead.
+    Installations from before the keyring kept MFA secrets under
+    ``secrets/credentials.key``, which `bastion upgrade` wraps as data key version 1. If
+    there is no keyring yet, no such file, and MFA secrets in the database, the key was
+    lost: a random version 1 would not decrypt them. Once a keyring exists the file is
+    no longer needed (nor created).
     """
     from sqlalchemy import func, select
 
     from bastion.db import db
-    from bastion.keyfiles import CREDENTIALS_KEY, write_secret
+    from bastion.keyfiles import CREDENTIALS_KEY
+    from bastion.keys.models import EncryptionKey
     from bastion.models import User
 
     if (settings.secrets_dir / CREDENTIALS_KEY).exists():
+        return
+    if db.session.scalar(select(EncryptionKey.id).limit(1)) is not None:
         return
     enrolled = db.session.scalar(select(func.count()).where(User.mfa_secret.is_not(None)))
     if enrolled:
@@ -327,8 +365,32 @@ def _ensure_credentials_key(settings: Settings) -> None:
             f"The key file {settings.secrets_dir / CREDENTIALS_KEY} is missing but "
             f"{enrolled} users have MFA secrets encrypted with it; restore it from a backup."
         )
-    write_secret(settings.secrets_dir, CREDENTIALS_KEY)
-    click.echo(f"Created {settings.secrets_dir / CREDENTIALS_KEY}.")
+
+
+def _ensure_keyring(app: Flask) -> None:
+    """The master key file and the keyring; the credentials key becomes data key 1."""
+    from bastion.keys.keyring import KeyringError, ensure_keys, retire_legacy_key_file
+    from bastion.keys.master import MasterKeyError, ensure_key_file
+    from bastion.runtime import platform
+
+    plat = platform(app)
+    try:
+        created = ensure_key_file(plat.settings, registry=plat.registry)
+        if created:
+            click.echo(f"Created {created}; back it up apart from the database.")
+        ensure_keys()
+        legacy = retire_legacy_key_file()
+    except (MasterKeyError, KeyringError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if legacy is not None:
+        path, removed = legacy
+        if removed:
+            click.echo(f"Wrapped {path} as data key version 1 and removed the file.")
+        else:
+            click.echo(
+                f"warning: {path} does not match data key version 1 and was kept; "
+                "move it somewhere safe if it is the only copy of a key, then delete it."
+            )
 
 
 @main.command()
@@ -362,7 +424,6 @@ def check(ctx: Context) -> None:
 
 SECRET_PURPOSES = {
     "session.key": "existing sessions and signed links",
-    "credentials.key": "the users' MFA secrets",
 }
 
 
@@ -377,6 +438,7 @@ def _secret_problems(settings: Settings) -> list[str]:
                 f"a backup (without it, {SECRET_PURPOSES.get(name, 'data it protects')} "
                 "cannot be read), or run `bastion upgrade` if this installation predates it."
             )
+    problems += _master_key_problems(settings)
     config_file = settings.data_dir / CONFIG_FILE_NAME
     if config_file.exists() and config_file.stat().st_mode & 0o077:
         # It may hold the database password.
@@ -384,6 +446,31 @@ def _secret_problems(settings: Settings) -> list[str]:
     if not problems:
         click.echo("ok: secret files are readable only by their owner")
     return problems
+
+
+def _master_key_problems(settings: Settings) -> list[str]:
+    """A key file outside the secrets folder (that folder is checked as a whole above)."""
+    from bastion.keys.master import file_problems, key_file_path
+
+    path = key_file_path(settings)
+    if path.parent == settings.secrets_dir or not path.exists():
+        return []  # a missing file is reported with the keyring check, once plugins are known
+    return file_problems(path)
+
+
+def _keyring_problems() -> list[str]:
+    """Whether the master key is there and unwraps every stored data key."""
+    from bastion.keys.keyring import KeyringError, check_master_key
+    from bastion.keys.master import MasterKeyError
+
+    try:
+        check_master_key()
+    except (MasterKeyError, KeyringError) as exc:
+        return [str(exc)]
+    except SQLAlchemyError:
+        return []  # an old schema: reported as such
+    click.echo("ok: the master key unwraps the data keys")
+    return []
 
 
 def _database_problems(ctx: Context) -> list[str]:
@@ -400,6 +487,7 @@ def _database_problems(ctx: Context) -> list[str]:
             click.echo(f"ok: database reachable ({db.engine.dialect.name})")
             if schema.is_current():
                 click.echo(f"ok: schema at revision {schema.head_revision()}")
+                problems += _keyring_problems()
             else:
                 problems.append(
                     "The database schema is not at this version's revision; run `bastion upgrade`."
@@ -497,6 +585,18 @@ _register_identity(main)
 from bastion.cli_data import register as _register_data  # noqa: E402
 
 _register_data(main)
+
+from bastion.cli_backup import register as _register_backup  # noqa: E402
+
+_register_backup(main)
+
+from bastion.cli_keys import register as _register_keys  # noqa: E402
+
+_register_keys(main)
+
+from bastion.cli_audit import register as _register_audit  # noqa: E402
+
+_register_audit(main)
 
 from bastion.search.cli import search as _search_commands  # noqa: E402
 

@@ -63,6 +63,14 @@ class Settings:
     # "thread": each server process keeps the search index up to date in a background
     # thread (one of them writes at a time); "off": only `bastion search reindex` does.
     search_indexer: str = "thread"
+    # Audit entries older than this many days may be moved to signed archive files by
+    # `bastion audit archive` (0: keep every entry in the database).
+    audit_retention_days: int = 0
+    # Also send each audit checkpoint to syslog: "/dev/log" or "host:port" (empty: don't).
+    audit_syslog: str = ""
+    # The master key file that wraps the data encryption keys; empty means
+    # <data_dir>/secrets/master.key. Unused when BASTION_MASTER_KEY or a plugin supplies it.
+    master_key_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -182,6 +190,8 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """BASTION_* variables that name no setting: most likely misspelled."""
     known = {f"{ENV_PREFIX}{f.name.upper()}" for f in dataclasses.fields(Settings)}
     known.discard(f"{ENV_PREFIX}EXTRA")
+    # The master key itself is deliberately not a setting (settings get printed).
+    known.add(f"{ENV_PREFIX}MASTER_KEY")
     # The test suite's own variables are not settings of an installation.
     return sorted(
         name

@@ -39,4 +39,6 @@ def navigation_items(user: Any) -> list[NavItem]:
         NavItem(
             "Administration", "admin.index", icon="settings", permission="admin.access", order=1000
         ),
+        # Auditors read the trail without holding admin.access, so it has its own entry.
+        NavItem("Audit trail", "audit.index", icon="shield", permission="audit.view", order=990),
     ]

@@ -1,10 +1,10 @@
-"""Encryption of credential material (TOTP secrets) with AES-256-GCM.
+"""The pre-keyring cipher of credential material, and the error every cipher raises.
 
-The key is the file ``secrets/credentials.key`` in the data directory. The encryption
-issue's envelope service (key versions, rotation, an HSM hook) takes this key over as
-its first version: every ciphertext starts with its format and key version for that.
-The context (table, row, column) is bound in as associated data, so a ciphertext copied
-to another user or column fails to decrypt instead of yielding someone else's secret.
+Bastion now encrypts with ``bastion.keys.cipher`` (versioned data keys wrapped by the
+master key). ``CredentialCipher`` is kept to describe the format older installations
+wrote: AES-256-GCM under ``secrets/credentials.key``, ``v1:`` + urlsafe base64 of nonce
+and sealed bytes, the context as associated data. `bastion upgrade` wraps that key as
+data key version 1 of the keyring, so those ciphertexts keep decrypting unchanged.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ import stat
 from pathlib import Path
 
 SESSION_KEY = "session.key"
-#: Encrypts credential material such as TOTP secrets (bastion.encryption).
+#: The pre-keyring key of credential material. No longer created: `bastion upgrade`
+#: wraps an existing one as data key version 1 of the keyring and removes the file.
 CREDENTIALS_KEY = "credentials.key"
 #: Secret files every initialized data directory must hold.
-REQUIRED_SECRETS = (SESSION_KEY, CREDENTIALS_KEY)
+REQUIRED_SECRETS = (SESSION_KEY,)
 
 
 class SecretFileError(RuntimeError):

@@ -17,20 +17,21 @@ import hmac
 import re
 import secrets
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyotp
 import segno
-from flask import current_app
 from markupsafe import Markup
 from sqlalchemy import delete, func, select, update
 
 from bastion import audit
 from bastion.db import db
-from bastion.encryption import CredentialCipher, DecryptionError
+from bastion.encryption import DecryptionError
 from bastion.models import RecoveryCode, User, utcnow
-from bastion.runtime import platform
 from bastion.sessions import end_all_sessions, request_rotation
+
+if TYPE_CHECKING:
+    from bastion.keys.cipher import EnvelopeCipher
 
 ISSUER = "Bastion"
 STEP_SECONDS = 30
@@ -91,12 +92,11 @@ def qr_svg(uri: str) -> Markup:
     return Markup(svg)  # noqa: S704  (segno's own markup; the URI is encoded as modules)
 
 
-def cipher() -> CredentialCipher:
-    """The app's credential cipher, built once so its key file is read once."""
-    extensions = current_app.extensions
-    if "bastion.credential_cipher" not in extensions:
-        extensions["bastion.credential_cipher"] = CredentialCipher(platform().settings.secrets_dir)
-    return extensions["bastion.credential_cipher"]
+def cipher() -> EnvelopeCipher:
+    """The encryption service of field values and credential material (bastion.keys)."""
+    from bastion.keys.cipher import cipher as envelope_cipher
+
+    return envelope_cipher()
 
 
 def secret_context(user_id: int) -> str:
@@ -287,8 +287,8 @@ def enable_mfa(user: User, secret: str, accepted_step: int) -> list[str]:
     user.mfa_replay_at = None
     codes = generate_recovery_codes(user)
     request_rotation(user.id)
-    db.session.commit()
     audit.record("mfa.enrol", actor=f"user:{user.id}", object_type="user", object_id=user.id)
+    db.session.commit()
     return codes
 
 
@@ -307,15 +307,15 @@ def reset_mfa(user: User, *, actor: str) -> None:
     the account gate sends them straight to enrolment). Commits and audits.
     """
     _clear(user)
+    audit.record("mfa.reset", actor=actor, object_type="user", object_id=user.id)
     db.session.commit()
     end_all_sessions(user.id, "mfa_reset")
-    audit.record("mfa.reset", actor=actor, object_type="user", object_id=user.id)
 
 
 def disable_mfa(user: User, *, actor: str) -> None:
     """The user turns MFA off themselves (only when not required): other sessions end."""
     _clear(user)
     request_rotation(user.id)
+    audit.record("mfa.disable", actor=actor, object_type="user", object_id=user.id)
     db.session.commit()
     end_all_sessions(user.id, "mfa_disabled", keep_current=True)
-    audit.record("mfa.disable", actor=actor, object_type="user", object_id=user.id)

@@ -30,6 +30,12 @@ def navigation() -> list[dict[str, Any]]:
             continue
         current = request.path == url or (url != "/" and request.path.startswith(url))
         entries.append({"item": item, "url": url, "owner": owner, "current": current})
+    # Only the closest match is current: /admin/audit is the audit trail, not /admin/.
+    current = [e for e in entries if e["current"]]
+    if current:
+        closest = max(current, key=lambda e: len(e["url"]))
+        for entry in current:
+            entry["current"] = entry is closest
     entries.sort(key=lambda e: (e["item"].order, e["item"].label))
     return entries
 

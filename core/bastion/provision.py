@@ -9,6 +9,8 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import select
 
+from bastion import audit
+from bastion.audit.anchors import CHAIN_KEY, SIGNING_KEY, ensure_audit_keys
 from bastion.data.setup import sync_definitions
 from bastion.db import db
 from bastion.default_roles import DEFAULT_ROLE_SLUGS, ensure_default_roles
@@ -43,14 +45,23 @@ def prepare_data_dir(data_dir: Path, *, force: bool) -> None:
         for stale in ("bastion.db", "bastion.db-wal", "bastion.db-shm", MARKER):
             (data_dir / stale).unlink(missing_ok=True)
         shutil.rmtree(data_dir / "search", ignore_errors=True)
+        # A new audit trail starts: the old one's checkpoints and keys would not match it.
+        shutil.rmtree(data_dir / "audit", ignore_errors=True)
+        # A pre-keyring credentials key would otherwise become data key 1 of the new
+        # database's keyring: a fresh installation's version 1 is random.
+        for key_file in (CHAIN_KEY, SIGNING_KEY, CREDENTIALS_KEY):
+            (data_dir / "secrets" / key_file).unlink(missing_ok=True)
     ensure_secrets_dir(data_dir / "secrets")
     write_secret(data_dir / "secrets", SESSION_KEY, replace=force)
-    write_secret(data_dir / "secrets", CREDENTIALS_KEY, replace=force)
+    ensure_audit_keys(data_dir / "secrets")
 
 
 def reset_database() -> None:
     """With --force on a server database: drop Bastion's tables before creating them anew."""
     from sqlalchemy import inspect
+
+    # Models imported only where used must be known to drop_all below.
+    import bastion.keys.models  # noqa: F401
 
     # Record tables first: they reference users and each other.
     generated = [
@@ -78,17 +89,32 @@ def initialize(
     plat = platform(app)
     with app.app_context():
         upgrade()
+        # The master key file (unless the environment or a plugin supplies the key),
+        # then the keyring it wraps, before anything is encrypted.
+        from bastion.keys.keyring import ensure_keys
+        from bastion.keys.master import ensure_key_file
+
+        ensure_key_file(plat.settings, registry=plat.registry)
+        ensure_keys()
         sync_definitions(app)
         enabled = state.sync_new_plugins(plat.registry)
         # Every installation starts with the default roles, not only the demo.
         ensure_default_roles()
         admin_role = db.session.scalar(select(Role).where(Role.name == ADMIN_ROLE))
-        create_user(
+        admin = create_user(
             app.extensions["bastion.passwords"],
             email=admin_email,
             password=admin_password,
             name="Administrator",
             roles=[admin_role],
+        )
+        db.session.flush()
+        audit.record(
+            "user.create",
+            actor="system",
+            object_type="user",
+            object_id=admin.id,
+            changes={"email": admin.email, "roles": [ADMIN_ROLE], "team": None},
         )
         db.session.commit()
         if demo:

@@ -178,6 +178,19 @@ def is_blocked(key: str) -> bool:
     return blocked_until is not None and blocked_until > now()
 
 
+def just_locked(key: str, policy: Policy) -> bool:
+    """Did the failure just counted lock the key out (the hourly backstop engaged)?
+
+    True exactly once per lockout: for the failure that reached the cap, not for the
+    single hourly attempts that follow it. Only to choose what to audit.
+    """
+    if policy.hourly_cap is None:
+        return False
+    with db.engine.connect() as connection:
+        failures = connection.scalar(select(AuthThrottle.failures).where(AuthThrottle.key == key))
+    return failures == policy.hourly_cap
+
+
 def succeeded(key: str) -> None:
     """The right credentials: the key's count starts from zero."""
     with db.engine.begin() as connection:

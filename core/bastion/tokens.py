@@ -35,7 +35,7 @@ NAME_MAX_LENGTH = 100
 EXPIRES_DAYS_MAX = 3650
 #: What the tokens page proposes.
 DEFAULT_EXPIRES_DAYS = 90
-#: last_used_at (and the "token.use" audit entry) is written at most this often per token.
+#: last_used_at is written at most this often per token.
 USE_RESOLUTION_SECONDS = 60
 #: Longer than any token we issue; longer input is refused before it is hashed.
 RAW_MAX_LENGTH = 100
@@ -192,7 +192,7 @@ def create_token(
         expires_at=None if expires_days is None else now + timedelta(days=expires_days),
     )
     db.session.add(token)
-    db.session.commit()
+    db.session.flush()  # its id, for the audit entry committed with it
     audit.record(
         "token.create",
         object_type="api_token",
@@ -205,6 +205,7 @@ def create_token(
             "scopes": checked,
         },
     )
+    db.session.commit()
     return token, raw
 
 
@@ -228,11 +229,17 @@ def check(raw: str | None) -> TokenCheck:
 
 
 def _record_use(token: ApiToken, now: datetime) -> None:
-    """Set last_used_at at most once a minute, and audit the use when it is set.
+    """Set last_used_at at most once a minute; audit the first use, then one use per hour.
+
+    An entry per request would drown the trail (a sync job makes thousands), so a
+    ``token.use`` entry marks the token's first use and then the first use in each
+    clock hour: the trail says in which hours a token was used, and refused uses are
+    audited every time (``bastion.web.api_auth``).
 
     On a connection of its own: this runs before the view, and committing the request's
     session here would commit whatever the view does later in a half-done state. The
-    conditional update makes the once-a-minute rule hold across processes too.
+    conditional update makes both rules hold across processes too: only the process
+    whose update wins writes the entry.
     """
     threshold = now - timedelta(seconds=USE_RESOLUTION_SECONDS)
     last = as_utc(token.last_used_at)
@@ -247,15 +254,22 @@ def _record_use(token: ApiToken, now: datetime) -> None:
             )
             .values(last_used_at=now)
         )
-    if result.rowcount:
-        # Written already: keep it out of the request's own unit of work.
-        set_committed_value(token, "last_used_at", now)
+    if not result.rowcount:
+        return
+    # Written already: keep it out of the request's own unit of work.
+    set_committed_value(token, "last_used_at", now)
+    if last is None or _hour(last) != _hour(now):
         audit.record(
             "token.use",
             actor=f"user:{token.user_id}",
             object_type="api_token",
             object_id=token.id,
+            changes={"first_use": True} if last is None else None,
         )
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def revoke(token: ApiToken, *, actor: str) -> bool:
@@ -263,7 +277,6 @@ def revoke(token: ApiToken, *, actor: str) -> bool:
     if token.revoked_at is not None:
         return False
     token.revoked_at = utcnow()
-    db.session.commit()
     audit.record(
         "token.revoke",
         actor=actor,
@@ -271,6 +284,7 @@ def revoke(token: ApiToken, *, actor: str) -> bool:
         object_id=token.id,
         changes={"user_id": token.user_id, "name": token.name, "prefix": token.prefix},
     )
+    db.session.commit()  # the revocation and its audit entry together
     return True
 
 

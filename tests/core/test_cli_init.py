@@ -42,6 +42,8 @@ def test_init_creates_everything_without_prompting(cli, data_dir, settings, app_
     session_key = secrets_dir / "session.key"
     assert mode(session_key) == 0o600
     assert len(session_key.read_text().strip()) == 64  # 32 random bytes, hex
+    # Data keys exist only wrapped by the master key, in the database.
+    assert not (secrets_dir / "credentials.key").exists()
     assert {"users", "roles", "role_permissions", "plugin_state"} <= table_names(settings)
 
     client = app_for(settings).test_client()

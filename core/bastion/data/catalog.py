@@ -45,6 +45,8 @@ class FieldMeta:
     indexed: bool = False
     searchable: bool = False
     encrypted: bool = False
+    #: An encrypted field's exact-match lookup (bastion.data.blind_index).
+    blind_index: bool = False
     personal_data: bool = False
     default: Any = None
     options: tuple[str, ...] = ()
@@ -233,6 +235,7 @@ def field_meta_from_row(row: Any) -> FieldMeta:
         indexed=row.indexed,
         searchable=row.searchable,
         encrypted=row.encrypted,
+        blind_index=row.blind_index,
         personal_data=row.personal_data,
         default=json.loads(row.default or "null"),
         options=tuple(json.loads(row.options or "[]")),

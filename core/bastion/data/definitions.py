@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Table, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from bastion.data import storage
+from bastion.data import blind_index, storage
 from bastion.data.catalog import (
     STANDARD_FIELDS,
     Catalog,
@@ -30,6 +30,7 @@ from bastion.data.catalog import (
     forget_catalog,
     load_catalog,
 )
+from bastion.data.errors import Undecryptable
 from bastion.data.formulas import FormulaError, check_formula, formula_cycle
 from bastion.data.models import DataRevision, FieldRow, ObjectRow
 from bastion.data.values import FieldValueError, ValueContext, check, parse, pattern_problem
@@ -56,6 +57,9 @@ ADMIN_EDITABLE_CUSTOM = ADMIN_EDITABLE_DECLARED | {
     "unique",
     "indexed",
     "searchable",
+    "blind_index",
+    # Turned on or off with the values migrated online (bastion.keys.fields).
+    "encrypted",
     "personal_data",
     "default",
     "options",
@@ -82,7 +86,9 @@ SPEC_KEYS = frozenset(f.name for f in dataclasses.fields(FieldDefinition))
 OBJECT_SPEC_KEYS = frozenset(
     {"name", "label", "label_plural", "icon", "description", "name_field", "fields", "rules"}
 )
-RESERVED_OBJECTS = frozenset({"meta", "search", "openapi", "users", "teams", "me", "tokens"})
+# "mfa" too: encryption contexts are "<object>.<field>:<id>", and MFA's own contexts
+# ("mfa.pending:<id>") must not be one an object's field could produce.
+RESERVED_OBJECTS = frozenset({"meta", "search", "openapi", "users", "teams", "me", "tokens", "mfa"})
 #: The longest max_length an administrator may set (the admin form's limit too): both
 #: databases then store it alike (PostgreSQL refuses a varchar above 10,485,760).
 MAX_LENGTH_LIMIT = 100_000
@@ -156,6 +162,7 @@ def _row_values(item: FieldDefinition) -> dict[str, Any]:
         "indexed": item.indexed,
         "searchable": item.searchable,
         "encrypted": item.encrypted,
+        "blind_index": item.blind_index,
         "personal_data": item.personal_data,
         "default": json.dumps(item.default),
         "options": json.dumps(list(item.options)),
@@ -199,9 +206,12 @@ def _check_field(
     if item.encrypted and (item.unique or item.indexed or item.searchable):
         raise DefinitionError(
             f"{item.label}: an encrypted field cannot be unique, indexed or searchable, "
-            "because its stored value is ciphertext.",
+            "because its stored value is ciphertext (a blind_index finds exact matches).",
             "encrypted",
         )
+    refusal = blind_index.problem(item)
+    if refusal:
+        raise DefinitionError(refusal, "blind_index")
     if item.type == "formula" and item.formula:
         try:
             check_formula(item.formula, field_names | set(STANDARD_FIELDS))
@@ -268,7 +278,15 @@ def field_from_spec(spec: Mapping[str, Any]) -> FieldDefinition:
                 raise DefinitionError(f"{key} must be a number.", key)
         else:
             values[key] = None
-    for key in ("required", "unique", "indexed", "searchable", "encrypted", "personal_data"):
+    for key in (
+        "required",
+        "unique",
+        "indexed",
+        "searchable",
+        "encrypted",
+        "blind_index",
+        "personal_data",
+    ):
         if key in values and not isinstance(values[key], bool):
             raise DefinitionError(f"{key} must be true or false.", key)
     low, high = values["min_value"], values["max_value"]
@@ -683,6 +701,9 @@ def _write_sync(sync: _Sync) -> None:
                 db.session.add(item)
         db.session.flush()
     catalog = _fresh_catalog()
+    for meta in sync.catalog.objects.values():  # a plugin's new version may add or drop one
+        if meta.name in catalog.objects:
+            _follow_blind_indexes(meta, catalog)
     _apply_storage(catalog)
     for object_name, field_name in sync.widen:
         meta = catalog.objects[object_name]
@@ -705,6 +726,30 @@ def _tables_complete(catalog: Catalog) -> bool:
         if stale or missing:
             return False
     return all(t.name in present for t in catalog.junctions.values())
+
+
+def _follow_blind_indexes(before: ObjectMeta, catalog: Catalog) -> None:
+    """Fill the digests of a blind index just turned on; drop the column of one turned off.
+
+    The shadow column and its index of a new index exist already (``_apply_storage`` or
+    ``add_field_storage``); existing values get their digests here, in batches, in the
+    definition change's transaction, so lookups never see a half-built index.
+    """
+    after = catalog.objects[before.name]
+    added, dropped = blind_index.changed_fields(before, after)
+    connection = db.session.connection()
+    table = catalog.table(after.name)
+    for item in added:
+        storage.add_blind_index_storage(connection, after, item)
+        try:
+            count = blind_index.fill(connection, after, item, table)
+        except Undecryptable as exc:
+            raise DefinitionError(
+                f"{exc.message} Its blind index was not built.", "blind_index"
+            ) from None
+        log.info("Blind index of %s.%s built over %d values.", after.name, item.name, count)
+    for item in dropped:
+        storage.drop_blind_index_storage(connection, after, item.name)
 
 
 def _apply_storage(catalog: Catalog) -> None:
@@ -977,6 +1022,8 @@ def update_object(object_name: str, changes: Mapping[str, Any]) -> ObjectMeta:
 def update_field(object_name: str, field_name: str, changes: Mapping[str, Any]) -> FieldMeta:
     """Change a field's settings; a plugin's field only takes label, help, section, order."""
 
+    toggled: list[bool] = []
+
     def change() -> FieldMeta:
         row = _field_row(object_name, field_name)
         if row.status != "active":
@@ -993,6 +1040,8 @@ def update_field(object_name: str, field_name: str, changes: Mapping[str, Any]) 
         check_applicable(before.type, changes)
         spec = {k: getattr(before, k) for k in SPEC_KEYS if hasattr(before, k)}
         spec.update(changes)
+        if "encrypted" in changes and changes["encrypted"] != before.encrypted:
+            _encryption_toggle(before, changes, spec)
         item = field_from_spec(spec)
         meta = _fresh_catalog().get(object_name)
         _check_field(item, set(meta.all_fields), set(_fresh_catalog().objects), _formulas(meta))
@@ -1012,9 +1061,48 @@ def update_field(object_name: str, field_name: str, changes: Mapping[str, Any]) 
         if (before.unique, before.indexed) != (after.unique, after.indexed) and after.in_row:
             fresh = _fresh_catalog()
             _reconcile_indexes(fresh.get(object_name), fresh.table(object_name))
+        if blind_index.has_index(before) != blind_index.has_index(after):
+            _follow_blind_indexes(meta, _fresh_catalog())
+        if after.encrypted != before.encrypted:
+            from bastion.keys import fields as key_fields
+
+            if after.encrypted:
+                key_fields.prepare_column(db.session.connection(), meta.table_name, after.name)
+            key_fields.plan(object_name, field_name, encrypt=after.encrypted)
+            toggled.append(True)
         return after
 
-    return _run(change)
+    result = _run(change)
+    if toggled:
+        from bastion.keys import fields as key_fields
+
+        key_fields.start_background()
+    return result
+
+
+def _encryption_toggle(before: FieldMeta, changes: Mapping[str, Any], spec: dict) -> None:
+    """Adjust a field turning encrypted (or plain): what ciphertext cannot have goes."""
+    from bastion.keys.fields import toggle_problem
+
+    if not isinstance(changes["encrypted"], bool):
+        raise DefinitionError("encrypted must be true or false.", "encrypted")
+    problem = toggle_problem(before.label, before.type)
+    if problem:
+        raise DefinitionError(problem, "encrypted")
+    if changes["encrypted"]:
+        if changes.get("blind_index"):
+            raise DefinitionError(
+                f"{before.label}: turn the blind index on once the existing values are "
+                "encrypted (see `bastion keys status`).",
+                "blind_index",
+            )
+        # Ciphertext cannot be unique, indexed or searchable: those settings go, unless
+        # the change asks for them too (then it is refused as a contradiction).
+        for key in ("unique", "indexed", "searchable"):
+            if key not in changes:
+                spec[key] = False
+    elif "blind_index" not in changes:
+        spec["blind_index"] = False
 
 
 def remove_field(object_name: str, field_name: str) -> None:
@@ -1078,6 +1166,7 @@ def definition_as_json(meta: FieldMeta) -> dict[str, Any]:
         "indexed": meta.indexed,
         "searchable": meta.searchable,
         "encrypted": meta.encrypted,
+        "blind_index": meta.blind_index,
         "personal_data": meta.personal_data,
         "read_only": not meta.writable,
         "standard": meta.standard,

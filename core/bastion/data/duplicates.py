@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from bastion.data import blind_index
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import BadQuery, DuplicatesFound, Forbidden, NotFound
 from bastion.data.query import Filter
@@ -137,8 +138,9 @@ def find_matches(
             for item in fields
             if item is not None
             and access.get(item.name) != "hidden"
-            and item.filterable
-            and not item.encrypted  # comparing would mean decrypting every record
+            # Encrypted: probed through its blind index, else it would mean decrypting
+            # every record.
+            and (blind_index.has_index(item) or (item.filterable and not item.encrypted))
         ]
         if len(usable) != len(group):
             continue

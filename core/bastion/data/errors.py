@@ -34,6 +34,14 @@ class Conflict(RecordError):
     title = "Conflict"
 
 
+class Undecryptable(RecordError):
+    """A stored ciphertext that does not decrypt: altered, or copied from another record
+    or field. Nothing of it is shown; the record cannot be read until it is restored."""
+
+    status = 409
+    title = "Unreadable value"
+
+
 class BadQuery(RecordError):
     status = 400
     title = "Bad query"

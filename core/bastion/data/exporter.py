@@ -28,7 +28,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bastion import audit
-from bastion.data.catalog import FieldMeta, ObjectMeta
+from bastion.data import blind_index
+from bastion.data.catalog import Catalog, FieldMeta, ObjectMeta
 from bastion.data.errors import BadQuery
 from bastion.data.params import filters_to_params, parse_list_params
 from bastion.data.query import AnyOf, Filter
@@ -187,7 +188,7 @@ def prepare_export(
         object_type=meta.name,
         changes={
             "format": export_format,
-            "filters": [_describe(item) for item in filters],
+            "filters": [_describe(item, service.catalog, meta) for item in filters],
             "sort": export.sort,
             "fields": [item.name for item in export.columns],
             "rows": export.count,
@@ -196,9 +197,15 @@ def prepare_export(
     return export
 
 
-def _describe(item: Filter | AnyOf) -> str:
-    """A filter as the audit entry shows it: ``path__op=value``, alternatives with " or "."""
+def _describe(item: Filter | AnyOf, catalog: Catalog, meta: ObjectMeta) -> str:
+    """A filter as the audit entry shows it: ``path__op=value``, alternatives with " or ".
+
+    The value of a filter on an encrypted field (found through its blind index) is
+    plaintext the audit trail must never hold: it is written as "(encrypted value)".
+    """
     if isinstance(item, AnyOf):
-        return " or ".join(_describe(one) for one in item.filters)
+        return " or ".join(_describe(one, catalog, meta) for one in item.filters)
     ((key, value),) = filters_to_params([item])
+    if blind_index.encrypted_target(catalog, meta, item.path) is not None:
+        value = "(encrypted value)"
     return f"{key}={value}"

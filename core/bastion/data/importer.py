@@ -42,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bastion import audit
+from bastion.data import blind_index
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import RecordError, ValidationFailed
 from bastion.data.exporter import formula_like
@@ -395,8 +396,7 @@ class _Duplicates:
             if all(
                 item is not None
                 and access.get(item.name) != "hidden"
-                and item.filterable
-                and not item.encrypted
+                and (blind_index.has_index(item) or (item.filterable and not item.encrypted))
                 for item in items
             ):
                 self.groups.append(items)  # type: ignore[arg-type]
@@ -618,7 +618,8 @@ class Importer:
                 raise ImportProblem(
                     f"{self.meta.label_plural} have no field {name!r} to use as key."
                 )
-            if not item.filterable or not item.in_row or item.type in {"multi_picklist"}:
+            findable = item.filterable or blind_index.has_index(item)  # exact matches only
+            if not findable or not item.in_row or item.type in {"multi_picklist"}:
                 raise ImportProblem(f"{item.label} cannot identify records; choose another key.")
             if name != "id" and item.name not in {c.field.name for c in self.columns}:
                 raise ImportProblem(f"The key {item.label} is not one of the imported columns.")

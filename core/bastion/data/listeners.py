@@ -1,7 +1,7 @@
 """The core's record-event listeners: the audit entry and the search-index job.
 
 Both belong to the record's transaction: the outbox row is written in it, and the
-audit entry is written when it commits (``audit_buffer``), so a rolled-back change
+audit entry is written when it commits (``bastion.audit.buffer``), so a rolled-back change
 leaves neither behind.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import insert
 
-from bastion import audit
-from bastion.data.audit_buffer import record_all_on_commit
+from bastion.audit.buffer import record_on_commit
+from bastion.audit.entries import new_entry, request_context
 from bastion.data.catalog import ObjectMeta, current_catalog
-from bastion.data.events import RecordChange, subscribe
+from bastion.data.events import Cause, RecordChange, subscribe
 from bastion.data.models import SearchOutbox
 from bastion.data.values import to_json
 from bastion.db import db
@@ -37,20 +37,60 @@ def audit_change(change: RecordChange) -> None:
 def audit_changes(changes: Sequence[RecordChange]) -> None:
     """The same for a batch (imports): the catalog and the actor are looked up once."""
     catalog = current_catalog()
-    actor = audit.current_actor()
-    entries = [
-        (
-            f"record.{change.action}",
-            {
-                "actor": actor,
-                "object_type": change.object,
-                "object_id": change.record_id,
-                "changes": _audit_diff(catalog.objects.get(change.object), change) or None,
-            },
+    contexts: dict[int | None, dict[str, Any]] = {}
+
+    def context_of(change: RecordChange) -> dict[str, Any]:
+        # The service's acting user, who may differ from the request's (the system, or
+        # a command's user outside any request).
+        user_id = getattr(change.actor, "id", None)
+        if user_id not in contexts:
+            contexts[user_id] = request_context("system" if user_id is None else f"user:{user_id}")
+        return contexts[user_id]
+
+    entries = []
+    for change in changes:
+        meta = catalog.objects.get(change.object)
+        entries.append(
+            new_entry(
+                f"record.{change.action}",
+                context=context_of(change),
+                object_type=change.object,
+                object_id=change.record_id,
+                changes=_audit_diff(meta, change) or None,
+            )
         )
-        for change in changes
-    ]
-    record_all_on_commit(db.session(), entries)
+        if change.action == "merge" and meta is not None:
+            entries.extend(
+                new_entry(
+                    "record.delete",
+                    context=context_of(change),
+                    object_type=change.object,
+                    object_id=loser,
+                    changes=values,
+                )
+                for loser, values in _merged_away(meta, change)
+            )
+    record_on_commit(db.session(), entries)
+
+
+def _merged_away(meta: ObjectMeta, change: RecordChange) -> list[tuple[int, dict[str, Any]]]:
+    """A delete entry's changes for each record a merge removed: what it held (encrypted
+    values only marked), and the merge as its cause, so the record's own trail ends."""
+    held = (change.before or {}).get("merged", {})
+    cause = Cause("merge", change.object, change.merged_ids, change.record_id).as_json()
+    found = []
+    for loser in change.merged_ids:
+        diff: dict[str, Any] = {}
+        for name, value in (held.get(str(loser)) or {}).items():
+            item = meta.all_fields.get(name)
+            if value is None or item is None or item.type == "formula":
+                continue
+            if item.standard and name != "owner":
+                continue
+            diff[name] = ENCRYPTED_MARK if item.encrypted else {"before": value, "after": None}
+        diff[CAUSE_KEY] = cause
+        found.append((loser, diff))
+    return found
 
 
 def _audit_diff(meta: ObjectMeta | None, change: RecordChange) -> dict[str, Any]:

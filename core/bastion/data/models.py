@@ -71,6 +71,8 @@ class FieldRow(db.Model):
     indexed: Mapped[bool] = mapped_column(Boolean, default=False)
     searchable: Mapped[bool] = mapped_column(Boolean, default=False)
     encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: An encrypted field's exact-match lookup: a shadow column of HMAC digests.
+    blind_index: Mapped[bool] = mapped_column(Boolean, default=False)
     personal_data: Mapped[bool] = mapped_column(Boolean, default=False)
     #: JSON of the default value (null: none).
     default: Mapped[str] = mapped_column(Text, default="null")

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from bastion import __version__
+from bastion.data import blind_index
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.query import OPERATORS, RANGE_OPS, TEXT_OPS, TEXTUAL
 from bastion.data.records import DEFAULT_LIMIT, MAX_LIMIT, MAX_MERGED, RecordService
@@ -150,6 +151,8 @@ def field_schema(item: FieldMeta, *, writing: bool = False, read_only: bool = Fa
 
 def filter_operators(item: FieldMeta) -> list[str]:
     """The operators ``bastion.data.query`` accepts for a field, in OPERATORS order."""
+    if blind_index.has_index(item):  # encrypted: exact matches through the digests
+        return list(blind_index.OPERATORS)
     if not item.filterable:
         return []
     kind = item.type
@@ -419,11 +422,53 @@ def _record_paths(service: RecordService, meta: ObjectMeta) -> dict[str, Any]:
         }
     single["parameters"] = [_ref("parameters", "id")]
     paths = {f"/{name}": collection, f"/{name}/{{id}}": single}
+    paths[f"/{name}/{{id}}/history"] = _history_path(meta)
     if service.can(name, "export"):
         paths[f"/{name}/export"] = _export_path(service, meta)
     if service.can(name, "edit") and service.can(name, "delete"):
         paths[f"/{name}/{{id}}/merge"] = _merge_path(meta, record)
     return paths
+
+
+def _history_path(meta: ObjectMeta) -> dict[str, Any]:
+    name = meta.name
+    page = {
+        "type": "object",
+        "properties": {
+            "data": {"type": "array", "items": _schema_ref("HistoryEntry")},
+            "next": {"type": ["string", "null"], "description": "The next page's `cursor`."},
+        },
+        "required": ["data", "next"],
+    }
+    return {
+        "parameters": [_ref("parameters", "id")],
+        "get": {
+            "tags": [name],
+            "operationId": f"history_{name}",
+            "summary": f"Changes of a {meta.label.lower()}, newest first",
+            "description": (
+                "Who created, changed or merged the record, when, and each field's value "
+                "before and after, from the audit trail. Changes of fields you may not "
+                "read are left out (an update of only such fields is not listed); an "
+                "encrypted field's change says `encrypted: true` without values. Pages "
+                "follow `next` as `cursor`."
+            ),
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "Entries per page.",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 25},
+                },
+                _ref("parameters", "cursor"),
+            ],
+            "responses": {
+                "200": {"description": "A page of changes.", "content": _json_content(page)},
+                **_problems(400, 401, 403, 404),
+            },
+        },
+    }
 
 
 def _export_path(service: RecordService, meta: ObjectMeta) -> dict[str, Any]:
@@ -821,6 +866,53 @@ def _common_schemas() -> dict[str, Any]:
             "required": ["object", "id"],
             "additionalProperties": False,
         },
+        "HistoryEntry": {
+            "type": "object",
+            "description": "One change of a record, as the audit trail holds it.",
+            "properties": {
+                "seq": {"type": "integer", "description": "Position in the audit trail."},
+                "occurred_at": {"type": "string", "format": "date-time"},
+                "action": {
+                    "type": "string",
+                    "enum": ["record.create", "record.update", "record.delete", "record.merge"],
+                },
+                "actor": {
+                    "type": "object",
+                    "properties": {
+                        "kind": {"type": "string", "enum": ["user", "token", "system"]},
+                        "user_id": {"type": ["integer", "null"]},
+                        "token_id": {"type": ["integer", "null"]},
+                        "name": {"type": "string"},
+                    },
+                    "required": ["kind", "name"],
+                },
+                "changes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "field": {"type": "string"},
+                            "label": {"type": "string"},
+                            "before": {"description": "The value as the API writes it."},
+                            "after": {"description": "The value as the API writes it."},
+                            "encrypted": {
+                                "type": "boolean",
+                                "description": "An encrypted field: it changed, values "
+                                "are never recorded.",
+                            },
+                        },
+                        "required": ["field", "label"],
+                    },
+                },
+                "merged_ids": {"type": "array", "items": {"type": "integer"}},
+                "cause": {
+                    "type": ["object", "null"],
+                    "description": "Set when the core changed the record because records "
+                    "it referred to were deleted or merged.",
+                },
+            },
+            "required": ["seq", "occurred_at", "action", "actor", "changes"],
+        },
         "FieldDefinition": {
             "type": "object",
             "description": "A custom field: name, label and type, plus type-specific settings.",
@@ -833,6 +925,10 @@ def _common_schemas() -> dict[str, Any]:
                 "indexed": {"type": "boolean"},
                 "searchable": {"type": "boolean"},
                 "encrypted": {"type": "boolean"},
+                "blind_index": {
+                    "type": "boolean",
+                    "description": "With encrypted: exact-match filters (eq, in) on the field.",
+                },
                 "personal_data": {"type": "boolean"},
                 "default": {},
                 "help_text": {"type": "string"},

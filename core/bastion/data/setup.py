@@ -6,10 +6,13 @@ import logging
 
 from flask import Flask
 
+from bastion import audit
 from bastion.data.definitions import DeclarationError, DefinitionError, sync_declared
 from bastion.db import db
 
 log = logging.getLogger(__name__)
+#: Lines of a sync named in its audit entry (the count says how many there were).
+MAX_AUDITED_CHANGES = 500
 
 
 class DeclarationsHeld(DefinitionError):
@@ -42,6 +45,7 @@ def sync_definitions(app: Flask) -> list[str]:
                 raise
             held[exc.plugin] = exc
     _log_changes(changes)
+    _audit_changes(changes)
     if held:
         registry = platform(app).registry
         for plugin, error in held.items():
@@ -55,6 +59,16 @@ def _log_changes(changes: list[str]) -> None:
         objects = [line for line in changes if line.startswith("object ")]
         log.info(
             "Data model: %d definition changes (%s).", len(changes), "; ".join(objects) or "fields"
+        )
+
+
+def _audit_changes(changes: list[str]) -> None:
+    """Definition changes that plugins' declarations made are schema changes too."""
+    if changes:
+        audit.record(
+            "schema.sync",
+            actor="system",
+            changes={"count": len(changes), "changes": changes[:MAX_AUDITED_CHANGES]},
         )
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 from sqlalchemy.types import TypeDecorator
 
+from bastion.data import blind_index
 from bastion.data.catalog import NOT_IN_ROW, FieldMeta, ObjectMeta, junction_table_name
 
 MAX_IDENTIFIER = 63  # PostgreSQL's limit; SQLite has none
@@ -177,13 +178,20 @@ def field_columns(meta: FieldMeta, *, with_fk: bool = True) -> list[Column]:
         columns.append(Column(f"{meta.name}__currency", String(3), nullable=True))
     if meta.type == "record_link" and not meta.encrypted:
         columns.append(Column(f"{meta.name}__object", String(40), nullable=True))
+    if blind_index.has_index(meta):  # digests of the plaintext, for exact matches
+        columns.append(Column(blind_index.column_name(meta.name), String(64), nullable=True))
     return columns
 
 
 def field_indexes(meta: ObjectMeta, item: FieldMeta, table: Table) -> list[Index]:
-    if not item.in_row or item.standard or item.purged or item.encrypted:
+    if not item.in_row or item.standard or item.purged:
         return []
     base = f"{meta.name}_{item.name}"
+    if item.encrypted:  # ciphertext is never indexed; a blind index's digests are
+        if not blind_index.has_index(item):
+            return []
+        column = blind_index.column_name(item.name)
+        return [Index(identifier(f"ix_{meta.name}_{column}"), table.c[column])]
     if item.unique or item.type == "auto_number":
         return [Index(identifier(f"uq_{base}"), table.c[item.name], unique=True)]
     if item.type == "record_link":
@@ -329,6 +337,7 @@ def field_index_names(object_name: str, field_name: str) -> tuple[str, ...]:
         identifier(f"uq_{object_name}_{field_name}"),
         identifier(f"ix_{object_name}_{field_name}"),
         identifier(f"ox_{object_name}_{field_name}"),
+        identifier(f"ix_{object_name}_{blind_index.column_name(field_name)}"),
     )
 
 
@@ -408,6 +417,35 @@ def purge_field_storage(connection: Connection, meta: ObjectMeta, item: FieldMet
     for name in names:
         connection.execute(text(f"ALTER TABLE {table_name} DROP COLUMN {quoted(connection, name)}"))
     return True
+
+
+def add_blind_index_storage(connection: Connection, meta: ObjectMeta, item: FieldMeta) -> None:
+    """Add a field's shadow column and its index, where missing (the index was turned on)."""
+    column = blind_index.column_name(item.name)
+    table_name = quoted(connection, meta.table_name)
+    if column not in existing_columns(connection, meta.table_name):
+        spec = str(CreateColumn(Column(column, String(64))).compile(dialect=connection.dialect))
+        connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {spec}"))
+    present = {ix["name"] for ix in inspect(connection).get_indexes(meta.table_name)}
+    scratch = Table(meta.table_name, MetaData(), Column("id", BigInteger), Column(column, String))
+    for index in field_indexes(meta, item, scratch):
+        if index.name not in present:
+            connection.execute(CreateIndex(index))
+
+
+def drop_blind_index_storage(connection: Connection, meta: ObjectMeta, field_name: str) -> None:
+    """Drop a field's blind index and its shadow column (the index was turned off)."""
+    index_name = identifier(f"ix_{meta.name}_{blind_index.column_name(field_name)}")
+    if index_name in {ix["name"] for ix in inspect(connection).get_indexes(meta.table_name)}:
+        drop_index(connection, index_name)
+    column = blind_index.column_name(field_name)
+    if column in existing_columns(connection, meta.table_name):
+        connection.execute(
+            text(
+                f"ALTER TABLE {quoted(connection, meta.table_name)} "
+                f"DROP COLUMN {quoted(connection, column)}"
+            )
+        )
 
 
 def widen_text_column(connection: Connection, meta: ObjectMeta, item: FieldMeta) -> None:

@@ -175,6 +175,9 @@ class FieldDefinition:
     indexed: bool = False
     searchable: bool = False
     encrypted: bool = False
+    #: With ``encrypted``: exact-match lookup (eq, in filters, import keys) through an
+    #: HMAC of the value in a shadow column; text, email, phone, url and integer fields.
+    blind_index: bool = False
     personal_data: bool = False
     default: Any = None
     help_text: str = ""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from flask import Blueprint, Flask
 
     from bastion.data.events import RecordChange
+    from bastion.keys.master import MasterKey
     from bastion.plugins.contributions import (
         DashboardWidget,
         DemoContext,
@@ -88,3 +89,8 @@ def record_changing(change: RecordChange) -> dict[str, str] | None:
 @hookspec
 def record_changed(change: RecordChange) -> None:
     """React to a record written (created, updated, deleted, merged), in its transaction."""
+
+
+@hookspec
+def master_key_provider() -> MasterKey | None:
+    """Return the master key (key_id, wrap, unwrap) from an HSM or KMS, or None."""

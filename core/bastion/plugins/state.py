@@ -125,7 +125,6 @@ def _write(names: list[str], *, enabled: bool, actor: str) -> None:
         row.changed_at = utcnow()
         row.changed_by = actor
         db.session.add(row)
-    db.session.commit()
     for name in names:
         audit.record(
             "plugin.enable" if enabled else "plugin.disable",
@@ -133,6 +132,7 @@ def _write(names: list[str], *, enabled: bool, actor: str) -> None:
             object_type="plugin",
             object_id=name,
         )
+    db.session.commit()  # the states and their audit entries together
 
 
 def sync_new_plugins(registry: PluginRegistry) -> list[str]:
@@ -145,7 +145,7 @@ def sync_new_plugins(registry: PluginRegistry) -> list[str]:
     wanted = set(registry.effective_enabled(enabled | asking) & asking)
     for name in fresh:
         db.session.add(PluginState(name=name, enabled=name in wanted, changed_by="system"))
-    db.session.commit()
     for name in sorted(wanted):
         audit.record("plugin.enable", actor="system", object_type="plugin", object_id=name)
+    db.session.commit()
     return sorted(wanted)

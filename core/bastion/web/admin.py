@@ -22,6 +22,7 @@ ADMIN_SECTIONS = (
     ("admin.roles", "admin_users.security", "Security", "Require MFA for everyone or per role."),
     ("admin.roles", "admin_access.roles", "Roles", "Permissions, record scope and field security."),
     ("admin.schema", "admin_schema.objects", "Objects and fields", "Custom fields and objects."),
+    ("audit.view", "audit.index", "Audit trail", "Who did what and when; filter and export."),
 )
 
 
@@ -115,12 +116,12 @@ def appearance_submit():
     before = active_theme_name()
     row.value, row.changed_at, row.changed_by = choice, utcnow(), f"user:{current_user.id}"
     db.session.add(row)
-    db.session.commit()
     audit.record(
         "settings.change",
         object_type="setting",
         object_id=THEME_SETTING,
         changes={"theme": {"before": before, "after": choice}},
     )
+    db.session.commit()  # the change and its audit entry together
     flash(f"The theme is now {plat.themes.themes[choice].label}.", "success")
     return redirect(url_for("admin.appearance"))

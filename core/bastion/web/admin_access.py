@@ -126,13 +126,13 @@ def roles_create():
         return _render_roles(error, form, 422)
     role = Role(name=slug, label=label, description=description, require_mfa=False)
     db.session.add(role)
-    db.session.commit()
     audit.record(
         "role.create",
         object_type="role",
         object_id=slug,
         changes={"label": {"before": None, "after": label}},
     )
+    db.session.commit()
     flash(f"Role {label} created. It grants nothing until you tick permissions below.", "success")
     return redirect(url_for("admin_access.role", slug=slug))
 
@@ -579,9 +579,9 @@ def role_save(slug: str):
         flash(f"Nothing changed in {role.label}.", "info")
         return redirect(url_for("admin_access.role", slug=slug))
     member_ids = _rotate_members(role)
+    audit.record("role.change", object_type="role", object_id=slug, changes=changes)
     db.session.commit()
     authz.forget_cached()
-    audit.record("role.change", object_type="role", object_id=slug, changes=changes)
     count = len(member_ids)
     flash(
         f"Saved {role.label}. The change applies to its {count} member"
@@ -611,14 +611,14 @@ def role_delete(slug: str):
     member_ids = _rotate_members(role)
     db.session.execute(delete(user_roles).where(user_roles.c.role_id == role.id))
     db.session.delete(role)
-    db.session.commit()
-    authz.forget_cached()
     audit.record(
         "role.delete",
         object_type="role",
         object_id=slug,
         changes={key: {"before": value, "after": None} for key, value in before.items()},
     )
+    db.session.commit()
+    authz.forget_cached()
     flash(f"Role {before['label']} deleted; {len(member_ids)} member(s) lost it.", "success")
     return redirect(url_for("admin_access.roles"))
 

@@ -70,6 +70,12 @@ FLAGS: tuple[tuple[str, str, str], ...] = (
     ("indexed", "Indexed", "Faster filters and sorting on large lists."),
     ("searchable", "Searchable", "Found by the global search."),
     ("encrypted", "Encrypted", "Stored encrypted; cannot be unique, indexed or searchable."),
+    (
+        "blind_index",
+        "Blind index",
+        "Encrypted text, email, phone, web address or whole number: find records by the "
+        "exact value (filters, import keys) without decrypting.",
+    ),
     ("personal_data", "Personal data", "Included in personal-data exports and erasure."),
 )
 FLAG_NAMES = tuple(name for name, _label, _hint in FLAGS)

@@ -7,6 +7,8 @@
     GET    /api/v1/<object>/<id>       ?fields=a,b
     PATCH  /api/v1/<object>/<id>       {"version": 3, "field": value}   (409 when stale)
     DELETE /api/v1/<object>/<id>       ?version=3                       -> 204
+    GET    /api/v1/<object>/<id>/history  ?limit=&cursor=   changes the caller may see,
+                                       newest first (bastion.web.record_history)
 
 Everything goes through the caller's RecordService, so the API has exactly the
 permissions of the pages: object actions, record scope (a record out of scope is a
@@ -29,7 +31,9 @@ from bastion.data.errors import DuplicatesFound, RecordError, ValidationFailed
 from bastion.data.params import CONTROL_PARAMS, parse_list_params
 from bastion.data.requests import request_service
 from bastion.data.serialize import record_to_json, records_to_json
+from bastion.web import read_audit
 from bastion.web.errors import problem
+from bastion.web.record_history import history_page, parse_page_params
 
 #: Records one POST may create when its body is a JSON array.
 MAX_BATCH = 200
@@ -182,6 +186,7 @@ def list_records(object_name: str) -> Response:
         cursor=params.cursor,
         fields=params.fields,
     )
+    read_audit.listed(meta, [r.id for r in page.records], via="api")
     return json_response(
         {"data": records_to_json(service, meta, page.records), "next": page.next_cursor}
     )
@@ -252,7 +257,24 @@ def get_record(object_name: str, record_id: int) -> Response:
     meta = service.require(object_name, "read")
     _refuse_params({"fields"})
     record = service.get(meta.name, record_id, fields=_fields_param())
+    read_audit.viewed(meta, record.id, via="api")
     return json_response(record_to_json(service, meta, record))
+
+
+@bp.get("/<object_name>/<int:record_id>/history")
+@login_required
+def record_history(object_name: str, record_id: int) -> Response:
+    """Who changed what and when, newest first; fields the caller may not read are left
+    out, encrypted ones only say that they changed. Pages follow ``next`` as ``cursor``."""
+    service = request_service()
+    meta = service.require(object_name, "read")
+    _refuse_params({"cursor", "limit"})
+    cursor, limit = parse_page_params(request.args)
+    record = service.get(meta.name, record_id, fields=["id"])
+    items, next_cursor = history_page(service, meta, record, cursor=cursor, limit=limit)
+    read_audit.viewed(meta, record.id, via="api_history")
+    following = None if next_cursor is None else str(next_cursor)
+    return json_response({"data": [item.as_json() for item in items], "next": following})
 
 
 @bp.patch("/<object_name>/<int:record_id>")

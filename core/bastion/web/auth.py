@@ -122,6 +122,7 @@ def login_submit():
     valid = passwords.verify(user.password_hash if user else None, password)
     if not (valid and user is not None and user.active):
         audit.record("auth.sign_in", actor=actor, outcome="failure")
+        _audit_lockout(account_key, throttle.ACCOUNT_POLICY, actor, user)
         return _sign_in_failed(email, target)
 
     user_id, needs_code = user.id, user.mfa_enabled
@@ -137,6 +138,29 @@ def login_submit():
         audit.record("auth.password_verified", actor=actor)
         return redirect(url_for("auth.login_code"))
     return _complete_sign_in(user, target)
+
+
+def _audit_lockout(
+    key: str, policy: throttle.Policy, actor: str, user: User | None, *, step: str = "password"
+) -> None:
+    """Audit the failure that locked an account out (one attempt an hour from now on).
+
+    An unknown email address is locked out too (so that nothing tells it apart); its
+    entry names no user, and never the address typed.
+    """
+    if throttle.just_locked(key, policy):
+        audit.record(
+            "auth.lockout",
+            actor=actor,
+            object_type="user" if user is not None else None,
+            object_id=user.id if user is not None else None,
+            outcome="refused",
+            changes={
+                "step": step,
+                "failures": policy.hourly_cap,
+                "seconds": throttle.DECAY_SECONDS,
+            },
+        )
 
 
 def _complete_sign_in(user: User, target: str, *, replay_noticed: datetime | None = None):
@@ -262,6 +286,7 @@ def login_code_submit():
     _release_connection()
     if not accepted:  # already counted on mfa_key by the reservation
         audit.record("auth.mfa_verify", actor=actor, outcome="failure", changes={"method": method})
+        _audit_lockout(mfa_key, throttle.MFA_POLICY, actor, user, step="mfa")
         flash(RECOVERY_CODE_FAILED if use_recovery else CODE_FAILED, "error")
         return _code_page(recovery=use_recovery, status=401)
 

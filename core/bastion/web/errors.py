@@ -68,7 +68,26 @@ def handle_unexpected(exc: Exception):
     return _render(500, InternalServerError().name, MESSAGES[500])
 
 
+def handle_key_error(exc: Exception):
+    # A missing or wrong master key (or a retired data key) is an operator's problem,
+    # not a bug: say so, and keep the details (file paths) in the log.
+    log.error(
+        "Encryption keys unavailable while serving %s %s: %s", request.method, request.path, exc
+    )
+    return _render(
+        503,
+        "Encryption keys unavailable",
+        "Encrypted data cannot be read or written right now because the encryption keys "
+        "are not available. An administrator should run `bastion check`.",
+    )
+
+
 def init_error_pages(app: Flask) -> None:
+    from bastion.keys.keyring import KeyringError
+    from bastion.keys.master import MasterKeyError
+
+    app.register_error_handler(KeyringError, handle_key_error)
+    app.register_error_handler(MasterKeyError, handle_key_error)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected)

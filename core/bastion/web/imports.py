@@ -42,7 +42,7 @@ from flask_login import current_user
 from sqlalchemy import func, select, update
 
 from bastion.access import has_permission, login_required
-from bastion.data import importer
+from bastion.data import blind_index, importer
 from bastion.data.errors import RecordError
 from bastion.data.models import ImportJob
 from bastion.data.records import ATOMIC_KEY, RecordService
@@ -145,7 +145,8 @@ def _key_choices(service: RecordService, object_name: str) -> list[Any]:
     meta = service.object(object_name)
     found = [meta.fields["id"]] if "id" in meta.fields else []
     for item in service.editable(meta):
-        if item.filterable and item.in_row and item.type != "multi_picklist":
+        findable = item.filterable or blind_index.has_index(item)  # encrypted: exact matches
+        if findable and item.in_row and item.type != "multi_picklist":
             found.append(item)
     return found
 

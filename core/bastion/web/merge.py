@@ -26,6 +26,7 @@ from bastion.data.errors import BadQuery, Conflict, RecordError, ValidationFaile
 from bastion.data.records import Record, RecordService
 from bastion.data.requests import request_service
 from bastion.data.values import is_empty, to_json
+from bastion.web import read_audit
 from bastion.web.params import bounded_int
 from bastion.web.record_display import Display
 
@@ -291,6 +292,7 @@ def screen(object_name: str):
     meta = _merge_object(service, object_name)
     ids = parse_ids(request.args.getlist("ids"))
     records = _load(service, meta, ids)
+    read_audit.listed(meta, [record.id for record in records], via="merge")
     wanted = request.args.get("winner", "")
     master = next((r for r in records if str(r.id) == wanted), None) or _oldest(records)
     return _render(build_screen(service, meta, records, master))

@@ -108,13 +108,13 @@ def regenerate():
         flash("Set up two-step sign-in first; recovery codes come with it.", "error")
         return redirect(url_for("mfa.enrol"))
     codes = mfa.generate_recovery_codes(user)
-    db.session.commit()
     audit.record(
         "mfa.recovery_codes_regenerated",
         actor=f"user:{user.id}",
         object_type="user",
         object_id=user.id,
     )
+    db.session.commit()
     flash("New recovery codes are ready; the old ones no longer work.", "success")
     return render_template("account/mfa_codes.html", codes=codes)
 

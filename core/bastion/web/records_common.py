@@ -140,4 +140,4 @@ def object_navigation(user: Any) -> list[NavItem]:
 
 
 # Routes attach to ``bp`` on import; the modules import ``bp`` from here.
-from bastion.web import records_detail, records_list, saved_views  # noqa: E402, F401
+from bastion.web import record_history, records_detail, records_list, saved_views  # noqa: E402, F401

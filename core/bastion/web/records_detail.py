@@ -28,6 +28,7 @@ from bastion.data.errors import (
 )
 from bastion.data.query import Filter
 from bastion.data.records import Record, RecordService
+from bastion.web import read_audit
 from bastion.web.params import bounded_int
 from bastion.web.record_display import Display
 from bastion.web.record_forms import (
@@ -119,6 +120,7 @@ def related_lists(
         except RecordError:
             continue  # a field this user cannot filter on: no related list
         display.prime(source, page.records)
+        read_audit.listed(source, [r.id for r in page.records], via="related")
         title = source.label_plural
         if item.label.casefold() != meta.label.casefold():
             title = f"{source.label_plural} ({item.label})"
@@ -172,6 +174,7 @@ def timeline_for(
     except RecordError:
         return None
     display.prime(activities, timeline.activities)
+    read_audit.listed(activities, [r.id for r in timeline.activities], via="timeline")
     quick = quick_activity_fields(service, activities)
     timeline.can_log = bool(quick) and service.can(ACTIVITIES, "create")
     if timeline.can_log:
@@ -229,7 +232,9 @@ def render_detail(
 def detail(object: str, record_id: int):
     service = records()
     meta = object_for(object)
-    return render_detail(service, meta, service.get(meta.name, record_id))
+    record = service.get(meta.name, record_id)
+    read_audit.viewed(meta, record.id)
+    return render_detail(service, meta, record)
 
 
 @bp.post("/<object>/<int:record_id>/activities")
@@ -392,6 +397,7 @@ def edit(object: str, record_id: int):
     editable, _ = form_fields(service, meta, creating=False)
     zone = service.context.time_zone
     if request.method == "GET":
+        read_audit.viewed(meta, record.id, via="edit_form")  # the form shows its values
         return render_form(service, meta, record=record, texts=record_texts(editable, record, zone))
     version = _version(request.form)
     values, texts = read_form(editable, request.form, initial=record_texts(editable, record, zone))
@@ -498,6 +504,8 @@ def inline_field(object: str, record_id: int, name: str):
     meta = object_for(object)
     record = service.get(meta.name, record_id)
     item = _inline_field(service, meta, name)
+    if request.method == "GET":
+        read_audit.viewed(meta, record.id, via="field")
     if request.method == "GET" and request.args.get("display"):
         return _fact_response(service, meta, record, item)
     if service.field_access(meta).get(name) != "edit" or not may(service, meta, record, "edit"):

@@ -16,11 +16,13 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BuildError
 
 from bastion.access import login_required
+from bastion.data import blind_index
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import BadQuery, RecordError
 from bastion.data.params import CONTROL_PARAMS, parse_filter_key, parse_list_params
 from bastion.data.query import OPERATORS, AnyOf, Filter, SortKey, parse_sort
 from bastion.data.records import Page, RecordService
+from bastion.web import read_audit
 from bastion.web.params import MAX_ID, bounded_int
 from bastion.web.record_display import Display, user_names
 from bastion.web.records_common import (
@@ -59,7 +61,7 @@ class Column:
 @dataclass
 class FilterInput:
     field: FieldMeta
-    kind: str  # contains, choice, boolean, range, owner
+    kind: str  # contains, choice, boolean, range, owner, exact
     #: (parameter name, current value, label) of each input.
     inputs: list[tuple[str, str, str]]
     options: list[tuple[str, str]] = field(default_factory=list)
@@ -164,7 +166,13 @@ def filter_inputs(service: RecordService, meta: ObjectMeta, args: MultiDict) -> 
     for name, item in meta.declared_fields.items():
         if len(inputs) >= MAX_FILTER_INPUTS:
             break
-        if access.get(name, "hidden") == "hidden" or not item.filterable:
+        if access.get(name, "hidden") == "hidden":
+            continue
+        if blind_index.has_index(item):  # encrypted: only the exact value can be found
+            label = f"{item.label} (exact value)"
+            inputs.append(FilterInput(item, "exact", [(name, args.get(name, ""), label)]))
+            continue
+        if not item.filterable:
             continue
         kind = item.type
         if kind in CONTAINS_TYPES:
@@ -355,6 +363,7 @@ def list_records(object: str):
         if opened is not None:
             return opened  # else: a view of the whole list, shown as it is
     state, status = build_list(service, meta, args)
+    read_audit.listed(meta, [record.id for record in state.page.records])
     can_edit, can_delete = service.can(meta.name, "edit"), service.can(meta.name, "delete")
     bulk = can_edit or can_delete
     if args.get("partial") == "rows" and request.htmx:
@@ -413,6 +422,7 @@ def lookup(object: str):
         wanted.add(meta.name_field)
     page = service.query(meta.name, filters=filters, limit=LOOKUP_LIMIT, ids=ids, fields=wanted)
     options = [{"id": r.id, "name": meta.record_name(r.values)} for r in page.records]
+    read_audit.listed(meta, [r.id for r in page.records], via="lookup")
     if request.accept_mimetypes.best == "application/json" or request.args.get("format") == "json":
         return jsonify({"data": options, "more": page.next_cursor is not None})
     return render_template("records/lookup.html", meta=meta, options=options, q=text, search=search)

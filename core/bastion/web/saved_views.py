@@ -14,7 +14,8 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from bastion.access import login_required
-from bastion.data.catalog import ObjectMeta
+from bastion.data import blind_index
+from bastion.data.catalog import ObjectMeta, current_catalog
 from bastion.data.errors import BadQuery
 from bastion.data.models import SavedView
 from bastion.data.params import parse_list_params
@@ -74,10 +75,19 @@ def save_view(object: str):
         flash("This list has too many filters to save as a view.", "error")
         return redirect(back)
     try:
-        parse_list_params(parse_qsl(query))
+        params = parse_list_params(parse_qsl(query))
     except BadQuery as exc:
         flash(f"This list cannot be saved: {exc.message}", "error")
         return redirect(back)
+    for item in params.filters:
+        secret = blind_index.encrypted_target(current_catalog(), meta, item.path)
+        if secret is not None:  # the view would keep the value in plain text
+            flash(
+                f"This list cannot be saved as a view: it filters on {secret.label}, which is "
+                "encrypted, and a view would store the value unencrypted.",
+                "error",
+            )
+            return redirect(back)
     existing = db.session.scalar(
         select(SavedView).where(
             SavedView.user_id == current_user.id,

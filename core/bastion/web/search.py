@@ -46,6 +46,7 @@ from bastion.search.service import (
     SearchUnavailable,
     search,
 )
+from bastion.web import read_audit
 from bastion.web.errors import problem
 from bastion.web.params import bounded_int
 
@@ -74,13 +75,15 @@ def _limit_param(default: int) -> int:
 
 def _run(default_limit: int) -> SearchOutcome:
     service = request_service()
-    return search(
+    outcome = search(
         current_user,
         request.args.get("q", ""),
         objects=_objects_param(),
         limit_per_object=_limit_param(default_limit),
         service=service,
     )
+    read_audit.listed_hits(outcome.hits)
+    return outcome
 
 
 @bp.get("/search")
@@ -115,6 +118,8 @@ def suggest():
             )
         except (SearchError, SearchUnavailable):
             outcome = None
+    if outcome is not None:
+        read_audit.listed_hits(outcome.hits, via="suggest")
     return render_template("search/_suggest.html", q=q.strip(), outcome=outcome)
 
 

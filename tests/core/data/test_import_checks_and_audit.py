@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from bastion.data import audit_buffer, importer
+from bastion.audit import buffer as audit_buffer
+from bastion.data import importer
 from bastion.data.catalog import FieldMeta
 from bastion.data.errors import ValidationFailed
 from bastion.data.values import FieldValueError, ValueContext, parse

@@ -20,8 +20,8 @@ from bastion import password_tokens
 from bastion.config import load_settings
 from bastion.credentials import force_password_reset
 from bastion.db import db
-from bastion.encryption import CredentialCipher
 from bastion.mail import MailError, send_mail
+from bastion.mfa import encrypt_secret
 from bastion.models import PasswordToken, User, utcnow
 from bastion.web.passwords import wait_for_background_jobs
 from tests.conftest import FAST_HASHING, csrf_token, dispose, make_app, sign_in
@@ -344,8 +344,7 @@ def test_a_reset_never_bypasses_mfa(mail_app, box):
     secret = pyotp.random_base32()
     with mail_app.app_context():
         user = db.session.get(User, user_id)
-        cipher = CredentialCipher(mail_app.extensions["bastion"].settings.secrets_dir)
-        user.mfa_secret = cipher.encrypt(secret, context=f"users.mfa_secret:{user_id}")
+        user.mfa_secret = encrypt_secret(user_id, secret)
         user.mfa_enabled_at = utcnow()
         db.session.commit()
 

@@ -20,7 +20,7 @@ from tests.core.conftest import run_init
 def _first_release_installation(settings, app_for):
     """A data directory as version 0.1 left it: schema 0001, no credentials key."""
     prepare_data_dir(settings.data_dir, force=False)
-    (settings.secrets_dir / CREDENTIALS_KEY).unlink()
+    (settings.secrets_dir / CREDENTIALS_KEY).unlink(missing_ok=True)
     app = app_for(settings)
     with app.app_context():
         config = schema._config()
@@ -68,7 +68,8 @@ def test_a_first_release_installation_upgrades_in_place(cli, settings, app_for):
     result = cli("upgrade")
     assert result.exit_code == 0, result.output
     assert f"Schema: 0001 -> {schema.head_revision()}." in result.output
-    assert "Created " in result.output and CREDENTIALS_KEY in result.output
+    # Its keyring is new and random: no key file is made for it.
+    assert not (settings.secrets_dir / CREDENTIALS_KEY).exists()
     assert cli("check").exit_code == 0
 
     app = app_for(settings)
@@ -88,23 +89,66 @@ def test_a_first_release_installation_upgrades_in_place(cli, settings, app_for):
         assert authz.object_decision(admin, "contacts", "delete").allowed
 
 
-def test_upgrade_refuses_to_replace_a_lost_key_that_secrets_depend_on(cli, settings, app_for):
+def _pre_keyring_installation(cli, settings, app_for, legacy_key: bytes | None) -> str:
+    """An installation from before the keyring: MFA secrets under credentials.key (or
+    that file lost), no encryption_keys rows. Returns the stored MFA ciphertext."""
     assert run_init(cli).exit_code == 0
     app = app_for(settings)
     with app.app_context():
+        db.session.execute(text("DELETE FROM encryption_keys"))
         admin = db.session.scalar(select(User).where(User.email == ADMIN_EMAIL))
-        cipher = CredentialCipher(settings.secrets_dir)
+        key_dir = settings.data_dir / "old-key"
+        key_dir.mkdir()
+        (key_dir / CREDENTIALS_KEY).write_text((legacy_key or bytes(32)).hex())
+        cipher = CredentialCipher(key_dir)
         sealed = cipher.encrypt("JBSWY3DPEHPK3PXP", context=f"users.mfa_secret:{admin.id}")
         db.session.execute(
             text("UPDATE users SET mfa_secret = :s WHERE id = :i"), {"s": sealed, "i": admin.id}
         )
         db.session.commit()
-    (settings.secrets_dir / CREDENTIALS_KEY).unlink()
+        db.session.remove()
+        db.engine.dispose()
+    if legacy_key is not None:
+        path = settings.secrets_dir / CREDENTIALS_KEY
+        path.write_text(legacy_key.hex() + "\n")
+        path.chmod(0o600)
+    return sealed
+
+
+def test_upgrade_refuses_to_replace_a_lost_key_that_secrets_depend_on(cli, settings, app_for):
+    _pre_keyring_installation(cli, settings, app_for, legacy_key=None)
 
     result = cli("upgrade")
     assert result.exit_code == 1
     assert "restore it from a backup" in result.output
     assert not (settings.secrets_dir / CREDENTIALS_KEY).exists()
+    app = app_for(settings)
+    with app.app_context():
+        assert db.session.scalar(text("SELECT COUNT(*) FROM encryption_keys")) == 0
+
+
+def test_upgrade_wraps_the_credentials_key_as_version_1_and_removes_the_file(
+    cli, settings, app_for
+):
+    legacy = bytes(range(32))
+    sealed = _pre_keyring_installation(cli, settings, app_for, legacy_key=legacy)
+
+    result = cli("upgrade")
+    assert result.exit_code == 0, result.output
+    assert "as data key version 1 and removed the file" in result.output
+    assert not (settings.secrets_dir / CREDENTIALS_KEY).exists()
     checked = cli("check")
-    assert checked.exit_code == 1
-    assert "the users' MFA secrets" in checked.output
+    assert checked.exit_code == 0, checked.output
+    app = app_for(settings)
+    with app.app_context():
+        from bastion.keys.cipher import EnvelopeCipher
+        from bastion.keys.keyring import DATA, keyring
+
+        assert keyring().key(DATA, 1) == legacy
+        admin_id = db.session.scalar(select(User.id).where(User.email == ADMIN_EMAIL))
+        plain = EnvelopeCipher().decrypt(sealed, context=f"users.mfa_secret:{admin_id}")
+        assert plain == "JBSWY3DPEHPK3PXP"
+    # A second upgrade has nothing left to wrap, and does not ask for the file.
+    again = cli("upgrade")
+    assert again.exit_code == 0, again.output
+    assert "removed the file" not in again.output

@@ -6,13 +6,15 @@ read handed out.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Table, func, or_, select
 
+from bastion.data import blind_index
 from bastion.data.catalog import FieldMeta, ObjectMeta
-from bastion.data.errors import BadQuery, Forbidden, NotFound
+from bastion.data.errors import BadQuery, Forbidden, NotFound, Undecryptable
 from bastion.data.formulas import evaluate_as, formula_order
 from bastion.data.query import (
     AnyOf,
@@ -29,6 +31,9 @@ from bastion.data.query import (
 from bastion.data.records.model import DEFAULT_LIMIT, MAX_LIMIT, Page, Record
 from bastion.data.values import ValueContext, from_storage, parse
 from bastion.db import db
+from bastion.keys.fields import TOGGLEABLE, read_plain
+
+log = logging.getLogger("bastion.data.records")
 
 
 class ReadingMixin:
@@ -151,6 +156,10 @@ class ReadingMixin:
             )
             inner = self._in_scope(target, target_table, inner)
             return table.c[target_field.name].in_(inner)
+        if target_field.encrypted:  # ciphertext compares with nothing: digests may
+            return blind_index.condition(
+                meta, target_field, table, item.op, item.value, self.context
+            )
         junction = None
         if target_field.type == "many_to_many":
             junction = self.catalog.junction(meta.name, target_field.name)
@@ -190,7 +199,10 @@ class ReadingMixin:
                     extra = row.get(f"{name}__currency") if item.type == "currency" else None
                     if item.type == "record_link":
                         extra = row.get(f"{name}__object")
-                    values[name] = from_storage(item, row[name], extra)
+                    stored = row[name]
+                    if item.type in TOGGLEABLE:  # still a ciphertext while turning plain
+                        stored = read_plain(meta.name, name, row["id"], stored)
+                    values[name] = from_storage(item, stored, extra)
         add_formulas(meta, values)
         return values
 
@@ -282,7 +294,32 @@ def _decrypt(
 ) -> Any:
     if token is None:
         return None
-    from bastion.mfa import cipher
+    from bastion.encryption import DecryptionError
+    from bastion.keys.fields import read_encrypted
 
-    plain = cipher().decrypt(token, context=f"{meta.name}.{item.name}:{record_id}")
+    try:
+        # Strict, except while the field's existing values are being encrypted.
+        plain = read_encrypted(meta.name, item.name, record_id, token)
+    except DecryptionError:
+        raise _undecryptable(meta, item, record_id) from None
     return parse(item, plain, ValueContext(time_zone="UTC"))
+
+
+def _undecryptable(meta: ObjectMeta, item: FieldMeta, record_id: int) -> Undecryptable:
+    """Refuse a value that does not decrypt, and record it: it was tampered with or moved."""
+    from bastion import audit
+
+    log.warning("%s.%s of record %s does not decrypt.", meta.name, item.name, record_id)
+    audit.record(
+        "record.decrypt_failed",
+        object_type=meta.name,
+        object_id=record_id,
+        changes={"field": item.name},
+        outcome="failure",
+    )
+    return Undecryptable(
+        f"The stored value of {item.label} on {meta.label.lower()} {record_id} cannot be "
+        "decrypted: it was altered, or copied from another record or field. Nothing of it "
+        "is shown; restore the record from a backup.",
+        field=item.name,
+    )

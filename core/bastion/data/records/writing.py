@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 
-from bastion.data import storage
+from bastion.data import blind_index, storage
 from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import Conflict, DuplicatesFound, ValidationFailed
 from bastion.data.events import RecordChange, core_listeners
@@ -384,6 +384,7 @@ class WritingMixin:
             elif item.encrypted:
                 encrypted[name] = value
                 row[name] = None
+                row.update(blind_index.stored_values(meta, item, value))
             else:
                 row.update(to_storage(item, value))
         return Prepared(row, encrypted, many, dict(typed))
