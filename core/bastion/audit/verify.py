@@ -89,7 +89,7 @@ def walk(
 
 def _table_entries(after_seq: int) -> Iterator[dict[str, Any]]:
     """Entries past ``after_seq`` in position order, a batch at a time (keyset)."""
-    columns = [getattr(AuditEntry, name) for name in _ROW_COLUMNS]
+    columns = [getattr(AuditEntry, name) for name in COLUMNS]
     last = after_seq
     while True:
         rows = db.session.execute(
@@ -98,20 +98,18 @@ def _table_entries(after_seq: int) -> Iterator[dict[str, Any]]:
         if not rows:
             return
         for row in rows:
-            yield dict(zip(_ROW_COLUMNS, row, strict=True))
+            yield dict(zip(COLUMNS, row, strict=True))
         last = rows[-1][0]
 
 
-_ROW_COLUMNS = COLUMNS
-
 #: What an ``audit_archives`` row's signature covers.
-ARCHIVE_ROW_COLUMNS = (
+ARCHIVECOLUMNS = (
     "first_seq", "last_seq", "last_hash", "file_name", "file_sha256", "created_at",
 )  # fmt: skip
 
 
 def row_payload(row: dict[str, Any]) -> dict[str, Any]:
-    return {name: row[name] for name in ARCHIVE_ROW_COLUMNS}
+    return {name: row[name] for name in ARCHIVECOLUMNS}
 
 
 def _archived_prefix(anchors: Anchors) -> tuple[int, str, list[str]] | VerifyResult:
@@ -121,7 +119,7 @@ def _archived_prefix(anchors: Anchors) -> tuple[int, str, list[str]] | VerifyRes
     rows = db.session.scalars(select(AuditArchive).order_by(AuditArchive.first_seq)).all()
     for row in rows:
         where = f"archive record {row.id} ({row.file_name})"
-        values = {name: getattr(row, name) for name in ARCHIVE_ROW_COLUMNS}
+        values = {name: getattr(row, name) for name in ARCHIVECOLUMNS}
         try:
             anchors.check_signature(
                 ARCHIVE_ROW_CONTEXT,
