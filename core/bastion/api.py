@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -27,10 +28,24 @@ from bastion.data.errors import (
 )
 from bastion.data.events import RecordChange
 from bastion.data.query import AnyOf, Filter
-from bastion.data.records import Page, Record, RecordService
+from bastion.data.records import AggregateRow, Page, Record, RecordService
 from bastion.data.requests import request_service
 from bastion.data.values import Money, RecordLink
 from bastion.diagnostics import DatabaseHealth, database_health
+from bastion.job_locks import JobRunning, job_lock
+from bastion.people import (
+    TeamInfo,
+    UserInfo,
+    find_user_info,
+    list_teams,
+    manager_of,
+    team_by_name,
+    team_members,
+    teams_managed_by,
+    user_info,
+    users_info,
+)
+from bastion.plugin_settings import get_plugin_setting, set_plugin_setting
 from bastion.plugins.contributions import (
     FIELD_TYPES,
     DashboardWidget,
@@ -42,6 +57,8 @@ from bastion.plugins.contributions import (
     Permission,
     PluginAssets,
     PluginManifest,
+    RecordAction,
+    RecordPanel,
     ValidationRule,
 )
 from bastion.plugins.hookspecs import hookimpl
@@ -80,8 +97,19 @@ def get_logger(plugin: str) -> logging.Logger:
     return logging.getLogger(f"bastion.plugin.{plugin}")
 
 
+def record_json(service: RecordService, object_name: str, record: Record) -> dict[str, Any]:
+    """A record as the core's REST API answers it: ``id``, ``version``, then the fields
+    ``service``'s user may read, in JSON form (decimals and money as exact strings).
+
+    Raises Forbidden when that user may not read the object at all."""
+    from bastion.data.serialize import record_to_json
+
+    return record_to_json(service, service.require(object_name, "read"), record)
+
+
 __all__ = [
     "FIELD_TYPES",
+    "AggregateRow",
     "AnyOf",
     "BadQuery",
     "Blueprint",
@@ -94,6 +122,7 @@ __all__ = [
     "FieldDefinition",
     "Filter",
     "Forbidden",
+    "JobRunning",
     "Money",
     "NavItem",
     "NotFound",
@@ -104,11 +133,15 @@ __all__ = [
     "PluginInfo",
     "PluginManifest",
     "Record",
+    "RecordAction",
     "RecordChange",
     "RecordError",
     "RecordLink",
+    "RecordPanel",
     "RecordService",
     "Settings",
+    "TeamInfo",
+    "UserInfo",
     "ValidationFailed",
     "ValidationRule",
     "abort",
@@ -117,18 +150,30 @@ __all__ = [
     "current_settings",
     "current_user",
     "database_health",
+    "find_user_info",
     "flash",
     "get_logger",
+    "get_plugin_setting",
     "has_permission",
     "hookimpl",
     "installed_plugins",
+    "job_lock",
+    "list_teams",
     "login_required",
+    "manager_of",
     "public",
     "recent_auth_required",
+    "record_json",
     "redirect",
     "render_template",
     "request",
     "request_service",
     "requires",
+    "set_plugin_setting",
+    "team_by_name",
+    "team_members",
+    "teams_managed_by",
     "url_for",
+    "user_info",
+    "users_info",
 ]

@@ -11,14 +11,23 @@ from sqlalchemy import select
 
 from bastion import audit
 from bastion.audit.anchors import CHAIN_KEY, SIGNING_KEY, ensure_audit_keys
+from bastion.data.records import RecordService
 from bastion.data.setup import sync_definitions
 from bastion.db import db
 from bastion.default_roles import DEFAULT_ROLE_SLUGS, ensure_default_roles
-from bastion.identity import ADMIN_ROLE, create_user, ensure_role
+from bastion.identity import (
+    ADMIN_ROLE,
+    IdentityError,
+    create_user,
+    ensure_role,
+    find_user_by_email,
+)
 from bastion.keyfiles import CREDENTIALS_KEY, SESSION_KEY, ensure_secrets_dir, write_secret
-from bastion.models import Role, Team, User
+from bastion.models import OBJECT_ACTIONS, SCOPES, Role, RoleObjectRule, Team, User
+from bastion.passwords import Passwords
 from bastion.plugins import state
 from bastion.plugins.contributions import DemoContext, DemoUser
+from bastion.plugins.registry import CORE
 from bastion.runtime import platform
 from bastion.schema import upgrade
 
@@ -118,11 +127,8 @@ def initialize(
         )
         db.session.commit()
         if demo:
-            load_demo(app, admin_password)
-            if sample_records:  # `bastion init --demo`; tests start from no records
-                from bastion.demo_records import load_demo_records
-
-                load_demo_records()
+            # sample_records: `bastion init --demo`; tests start from no records.
+            load_demo(app, admin_password, sample_records=sample_records)
     (plat.settings.data_dir / MARKER).write_text("initialized\n", encoding="ascii")
     return enabled
 
@@ -145,8 +151,9 @@ DEMO_USERS = (
 )
 
 
-def load_demo(app: Flask, password: str) -> None:
-    """Users in several roles, then each enabled plugin's demo records."""
+def load_demo(app: Flask, password: str, *, sample_records: bool = False) -> None:
+    """Users in several roles, the core's sample records when asked, then each enabled
+    plugin's demo (after the core's records, so a plugin's may refer to them)."""
     passwords = app.extensions["bastion.passwords"]
     # initialize() created the default roles, the demo's among them.
     roles = {r.name: r for r in db.session.scalars(select(Role).where(Role.name.in_(DEMO_ROLES)))}
@@ -162,16 +169,57 @@ def load_demo(app: Flask, password: str) -> None:
     db.session.flush()
     _load_demo_teams(created)
     db.session.commit()
+    if sample_records:
+        from bastion.demo_records import load_demo_records
+
+        load_demo_records()
 
     def grant(role: str, *permissions: str) -> None:
         if role not in roles:
             raise KeyError(f"The demo organization has no role {role!r}.")
         ensure_role(role, roles[role].label, permissions)
 
-    demo = DemoContext(roles=DEMO_ROLES, users=DEMO_USERS, grant=grant)
-    plat = platform(app)
-    plat.hook("load_demo_data", app=app, demo=demo)
+    demo = DemoContext(
+        roles=DEMO_ROLES,
+        users=DEMO_USERS,
+        grant=grant,
+        sample_records=sample_records,
+        _add_team=_demo_add_team,
+        _add_user=lambda email, name, role, *, team=None: _demo_add_user(
+            passwords, password, email, name, role, team=team
+        ),
+        _allow=_demo_allow,
+    )
+    _load_plugin_demos(app, demo)
     db.session.commit()
+
+
+def _load_plugin_demos(app: Flask, demo: DemoContext) -> None:
+    """Each enabled plugin's demo in a transaction of its own.
+
+    A plugin whose demo fails halfway has all of its demo undone (its record writes are
+    savepoints inside the block, so nothing was committed yet) and the failure recorded
+    against it; the other plugins' demos still load. Only the plugins are called here:
+    the core implements no load_demo_data.
+    """
+    plat = platform(app)
+    registry = plat.registry
+    caller = registry.pm.hook.load_demo_data
+    # pluggy's call order, as Platform.hook would call them.
+    names = dict.fromkeys(impl.plugin_name for impl in reversed(caller.get_hookimpls()))
+    enabled = plat.enabled_plugins()
+    service = RecordService(None, system=True)
+    for name in names:
+        if name == CORE or name not in enabled:
+            continue
+        users = demo.users
+        try:
+            with service.atomic():
+                registry.call(
+                    "load_demo_data", frozenset({name}), raise_from=name, app=app, demo=demo
+                )
+        except Exception:  # recorded against the plugin by registry.call
+            demo.users = users  # the users it added were rolled back with the rest
 
 
 def _load_demo_teams(users: dict[str, User]) -> None:
@@ -184,3 +232,80 @@ def _load_demo_teams(users: dict[str, User]) -> None:
         teams[name] = team
         for email in members:
             users[email].team_id = team.id
+
+
+def _team_named(name: str) -> Team:
+    team = db.session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        raise ValueError(f"The demo organization has no team named {name!r}.")
+    return team
+
+
+def _demo_add_team(
+    name: str, *, parent: str | None = None, manager_email: str | None = None
+) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("A demo team needs a name.")
+    name = name.strip()
+    if db.session.scalar(select(Team.id).where(Team.name == name)) is not None:
+        raise ValueError(f"The demo organization already has a team named {name!r}.")
+    team = Team(name=name, parent_id=_team_named(parent).id if parent else None)
+    if manager_email:
+        manager = find_user_by_email(manager_email)
+        if manager is None:
+            raise ValueError(f"The demo organization has no user {manager_email!r}.")
+        team.manager_id = manager.id
+    db.session.add(team)
+    db.session.flush()
+
+
+def _demo_role(role: str) -> Role:
+    """One of the demo's roles: a plugin's demo never makes administrators."""
+    role_row = db.session.scalar(select(Role).where(Role.name == role))
+    if role not in DEMO_ROLES or role_row is None:
+        raise ValueError(
+            f"The demo organization has no role {role!r}; use one of {', '.join(DEMO_ROLES)}."
+        )
+    return role_row
+
+
+def _demo_add_user(
+    passwords: Passwords,
+    password: str,
+    email: str,
+    name: str,
+    role: str,
+    *,
+    team: str | None = None,
+) -> str:
+    role_row = _demo_role(role)
+    team_id = _team_named(team).id if team else None
+    try:
+        user = create_user(passwords, email=email, password=password, name=name, roles=[role_row])
+    except IdentityError as exc:  # taken or malformed email
+        raise ValueError(str(exc)) from None
+    user.team_id = team_id
+    db.session.flush()
+    return user.email
+
+
+def _demo_allow(role: str, object_name: str, actions: tuple[str, ...], scope: str) -> None:
+    unknown = sorted(set(actions) - set(OBJECT_ACTIONS))
+    if unknown:
+        raise ValueError(
+            f"Unknown object actions {', '.join(unknown)}; use {', '.join(OBJECT_ACTIONS)}."
+        )
+    if scope not in SCOPES:
+        raise ValueError(f"Unknown record scope {scope!r}; use {', '.join(SCOPES)}.")
+    if not isinstance(object_name, str) or not object_name or object_name == "*":
+        # "*" would be a rule on every object, the core's and other plugins' included.
+        raise ValueError("allow() needs the name of one object.")
+    role_row = _demo_role(role)
+    rule = next((r for r in role_row.object_rules if r.object_name == object_name), None)
+    if rule is None:
+        rule = RoleObjectRule(object_name=object_name)
+        role_row.object_rules.append(rule)
+    for action in OBJECT_ACTIONS:
+        setattr(rule, f"can_{action}", action in actions)
+    rule.scope = scope
+    db.session.flush()

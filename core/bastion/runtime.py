@@ -50,6 +50,10 @@ class Platform:
     def hook(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         return self.registry.call(name, self.enabled_plugins(), **kwargs)
 
+    def record_hook(self, name: str, owner: str | None, **kwargs: Any) -> list[tuple[str, Any]]:
+        """A record hook: the exception of ``owner``, the object's plugin, is raised again."""
+        return self.registry.call(name, self.enabled_plugins(), raise_from=owner, **kwargs)
+
     def hook_items(self, name: str, kind: type, **kwargs: Any) -> list[tuple[str, Any]]:
         """(plugin, item) pairs of a list hook, keeping only items of ``kind``."""
         return self.registry.call_list(name, self.enabled_plugins(), kind=kind, **kwargs)

@@ -62,6 +62,9 @@ def test_wheel_holds_everything_a_non_editable_install_needs(wheel):
         "bastion/templates/admin/plugins.html",
         "bastion_status/plugin.py",
         "bastion_status/templates/status/page.html",
+        "bastion_sales/templates/sales/pipelines/board.html",
+        "bastion_sales/static/sales.js",
+        "bastion_sales/static/quote-print.css",
         "bastion_theme_default/templates/base.html",
         "bastion_theme_default/static/css/bastion.css",
         "bastion_theme_default/static/js/bastion.js",
@@ -71,12 +74,13 @@ def test_wheel_holds_everything_a_non_editable_install_needs(wheel):
     assert not any("__pycache__" in name or "/tests/" in name for name in names)
     assert {name.split("/")[0] for name in names if not name.startswith("bastion_crm-")} == {
         "bastion",
+        "bastion_sales",
         "bastion_status",
         "bastion_theme_default",
     }, "only bastion-prefixed import names may be installed"
     dist_info = next(n for n in names if n.endswith("entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(dist_info).decode()
-    assert "[bastion.plugins]\nstatus = bastion_status.plugin" in entry_points
+    assert "[bastion.plugins]\nsales = bastion_sales.plugin\nstatus = bastion_status.plugin" in entry_points
     assert "[bastion.themes]\ndefault = bastion_theme_default" in entry_points
     assert "bastion = bastion.cli:main" in entry_points
 
@@ -134,7 +138,7 @@ def test_the_installed_wheel_initializes_and_checks_an_installation(wheel, tmp_p
         stdin="a long enough password\n",
     )
     assert init.returncode == 0, init.stderr
-    assert "Enabled plugins: status." in init.stdout
+    assert "Enabled plugins: sales, status." in init.stdout
     check = bastion("check")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ok: schema at revision" in check.stdout

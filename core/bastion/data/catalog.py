@@ -48,6 +48,9 @@ class FieldMeta:
     #: An encrypted field's exact-match lookup (bastion.data.blind_index).
     blind_index: bool = False
     personal_data: bool = False
+    #: Set by the declaring plugin or the platform only: users' writes are refused
+    #: (``bastion.data.records``); roles see it as read-only whatever they grant.
+    read_only: bool = False
     default: Any = None
     options: tuple[str, ...] = ()
     target: str | None = None
@@ -237,6 +240,7 @@ def field_meta_from_row(row: Any) -> FieldMeta:
         encrypted=row.encrypted,
         blind_index=row.blind_index,
         personal_data=row.personal_data,
+        read_only=bool(row.read_only),
         default=json.loads(row.default or "null"),
         options=tuple(json.loads(row.options or "[]")),
         target=row.target,

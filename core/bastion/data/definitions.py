@@ -164,6 +164,7 @@ def _row_values(item: FieldDefinition) -> dict[str, Any]:
         "encrypted": item.encrypted,
         "blind_index": item.blind_index,
         "personal_data": item.personal_data,
+        "read_only": item.read_only,
         "default": json.dumps(item.default),
         "options": json.dumps(list(item.options)),
         "target": item.target,
@@ -286,6 +287,7 @@ def field_from_spec(spec: Mapping[str, Any]) -> FieldDefinition:
         "encrypted",
         "blind_index",
         "personal_data",
+        "read_only",
     ):
         if key in values and not isinstance(values[key], bool):
             raise DefinitionError(f"{key} must be true or false.", key)
@@ -822,6 +824,7 @@ def add_field(object_name: str, spec: Mapping[str, Any]) -> FieldMeta:
     """Add a custom field to any object; returns its definition."""
     item = field_from_spec(spec)
     check_applicable(item.type, spec)
+    _refuse_read_only(item)
 
     def change() -> FieldMeta:
         _object_row(object_name)
@@ -859,6 +862,16 @@ def add_field(object_name: str, spec: Mapping[str, Any]) -> FieldMeta:
     return _run(change)
 
 
+def _refuse_read_only(item: FieldDefinition) -> None:
+    """Only a plugin's code can fill a read-only field; an administrator's would stay empty."""
+    if item.read_only:
+        raise DefinitionError(
+            f"{item.label}: only a plugin's field can be read-only. To keep users from "
+            "changing a field, make it read-only in their roles' field access.",
+            "read_only",
+        )
+
+
 def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
     """Create a custom object with its fields (lookups may point at itself)."""
     if not isinstance(spec, Mapping):
@@ -886,6 +899,7 @@ def create_object(spec: Mapping[str, Any]) -> ObjectMeta:
     items = [field_from_spec(raw) for raw in raw_fields]
     for raw, item in zip(raw_fields, items, strict=True):
         check_applicable(item.type, raw)
+        _refuse_read_only(item)
     rules = _rules_from(spec.get("rules") or [])
     _check_object_texts(spec)
     try:
@@ -1168,7 +1182,7 @@ def definition_as_json(meta: FieldMeta) -> dict[str, Any]:
         "encrypted": meta.encrypted,
         "blind_index": meta.blind_index,
         "personal_data": meta.personal_data,
-        "read_only": not meta.writable,
+        "read_only": meta.read_only or not meta.writable,
         "standard": meta.standard,
         "custom": meta.custom,
         "plugin": meta.plugin,

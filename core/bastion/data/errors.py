@@ -68,3 +68,20 @@ class DuplicatesFound(RecordError):
     def __init__(self, message: str, matches: list[dict[str, Any]]):
         super().__init__(message)
         self.matches = matches
+
+
+class PluginRefused(ValidationFailed):
+    """The plugin that declares the object failed while checking or following a write.
+
+    Its computed values (totals, scores, histories) would go stale, so nothing is saved;
+    the plugin's error is logged and shown to administrators, not to the user.
+    """
+
+    def __init__(self, plugin: str):
+        super().__init__(
+            {
+                "": f"The {plugin} module could not process this change, so nothing was "
+                "saved. Try again; if it keeps failing, an administrator can see why "
+                "under Administration > Plugins."
+            }
+        )

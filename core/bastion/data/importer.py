@@ -310,6 +310,11 @@ def resolve_columns(
                     f"Column {title} maps to {name!r}, which {meta.label_plural.lower()} "
                     "do not have."
                 )
+            if name not in editable and name != key_field and meta.fields[name].read_only:
+                raise ImportProblem(
+                    f"Column {title} maps to {meta.fields[name].label}, which is set by "
+                    "Bastion and cannot be imported; leave the column unmapped."
+                )
             if name not in editable and name != key_field:
                 raise ImportProblem(
                     f"Column {title} maps to {meta.fields[name].label}, which you cannot change."

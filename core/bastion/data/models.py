@@ -74,6 +74,8 @@ class FieldRow(db.Model):
     #: An encrypted field's exact-match lookup: a shadow column of HMAC digests.
     blind_index: Mapped[bool] = mapped_column(Boolean, default=False)
     personal_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A plugin's computed field: users' writes are refused (revision 0007).
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
     #: JSON of the default value (null: none).
     default: Mapped[str] = mapped_column(Text, default="null")
     #: JSON list of picklist choices.

@@ -226,7 +226,9 @@ def _record_schemas(service: RecordService, meta: ObjectMeta) -> dict[str, Any]:
             "title": meta.label,
             "description": meta.description or f"A {meta.label.lower()} record.",
             "properties": {
-                item.name: field_schema(item, read_only=access.get(item.name) != "edit")
+                item.name: field_schema(
+                    item, read_only=access.get(item.name) != "edit" or item.read_only
+                )
                 for item in readable
             },
             "required": ["id", "version"],
@@ -244,6 +246,12 @@ def _record_schemas(service: RecordService, meta: ObjectMeta) -> dict[str, Any]:
         },
     }
     writable = {item.name: field_schema(item, writing=True) for item in editable}
+    for item in readable:  # set by the plugin: a client may send back what it read
+        if item.read_only and item.name not in writable:
+            writable[item.name] = {
+                **field_schema(item, writing=True, read_only=True),
+                "description": "Set by Bastion; a request may only repeat the value it has.",
+            }
     if service.can(meta.name, "create"):
         required = [
             item.name

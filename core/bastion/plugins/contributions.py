@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*\Z")
 _PERMISSION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\Z")
@@ -152,6 +153,85 @@ class DashboardWidget:
 
 
 @dataclass(frozen=True)
+class RecordPanel:
+    """A section of a record's detail page, rendered from ``template`` with ``record``,
+    ``meta`` (the object) and ``context``; panels are sorted by ``order``."""
+
+    title: str
+    template: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    order: int = 100
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.title, str) and bool(self.title.strip()), "A panel needs a title.")
+        _require(
+            isinstance(self.template, str) and bool(self.template),
+            f"Panel {self.title!r} needs a template name.",
+        )
+        _require(
+            isinstance(self.context, Mapping), f"Panel {self.title!r}: context must be a mapping."
+        )
+        _require(type(self.order) is int, f"Panel {self.title!r}: order must be an integer.")
+
+
+def _is_site_path(url: object) -> bool:
+    """A path on this site only: no javascript: or another site's URL in a button.
+
+    Browsers read a backslash as a slash and drop tabs and newlines from URLs, so a
+    backslash after the first slash, or a tab between two slashes, would lead to another
+    site: any backslash, whitespace or control character is refused, and the URL must
+    have neither a scheme nor a host however it is split.
+    """
+    if not isinstance(url, str) or not url.startswith("/") or url.startswith("//"):
+        return False
+    if "\\" in url or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme == "" and parts.netloc == ""
+
+
+RECORD_ACTION_METHODS = ("get", "post")
+RECORD_ACTION_STYLES = ("secondary", "primary", "danger")
+
+
+@dataclass(frozen=True)
+class RecordAction:
+    """A button in the header of a record's detail page.
+
+    ``url`` is a path on this site (``url_for(...)``). A "post" action is a small form
+    carrying the CSRF token; ``confirm`` is a question shown before it is sent."""
+
+    label: str
+    url: str
+    method: str = "get"
+    order: int = 100
+    style: str = "secondary"
+    confirm: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.label, str) and bool(self.label.strip()), "An action needs a label."
+        )
+        _require(
+            _is_site_path(self.url),
+            f"Action {self.label!r}: url must be a path on this site, such as url_for(...).",
+        )
+        _require(
+            self.method in RECORD_ACTION_METHODS,
+            f"Action {self.label!r}: method must be 'get' or 'post'.",
+        )
+        _require(type(self.order) is int, f"Action {self.label!r}: order must be an integer.")
+        _require(
+            self.style in RECORD_ACTION_STYLES,
+            f"Action {self.label!r}: style must be one of {', '.join(RECORD_ACTION_STYLES)}.",
+        )
+        _require(
+            self.confirm is None or isinstance(self.confirm, str),
+            f"Action {self.label!r}: confirm must be a question or None.",
+        )
+
+
+@dataclass(frozen=True)
 class PluginAssets:
     """Template and static folders of a plugin, and files to include on every page."""
 
@@ -201,6 +281,9 @@ class FieldDefinition:
     format: str = "{0}"
     #: The detail view's section that shows the field.
     section: str = ""
+    #: Computed by the declaring plugin: users' writes are refused, the system's (a
+    #: ``RecordService(system=True)`` or a ``record_changing`` adjustment) go through.
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if not _SNAKE.match(self.name) or "__" in self.name or len(self.name) > 50:
@@ -357,9 +440,46 @@ class DemoContext:
     users: tuple[DemoUser, ...]
     #: grant(role_name, permission, ...) adds permissions to a demo role.
     grant: Callable[..., None]
+    #: True for `bastion init --demo`: also create sample business records. False in
+    #: tests' demo: create users, teams and grants only, tests make their own records.
+    sample_records: bool = False
+    # Supplied by the core (bastion.provision); the methods below delegate to them.
+    _add_team: Callable[..., None] | None = field(default=None, repr=False)
+    _add_user: Callable[..., str] | None = field(default=None, repr=False)
+    _allow: Callable[..., None] | None = field(default=None, repr=False)
 
     def user_for_role(self, role: str) -> DemoUser:
         for user in self.users:
             if user.role == role:
                 return user
         raise KeyError(f"The demo organization has no user in the role {role!r}.")
+
+    def add_team(
+        self, name: str, *, parent: str | None = None, manager_email: str | None = None
+    ) -> None:
+        """Create a team, under the team named ``parent``, managed by an existing user.
+
+        Raises ValueError when the team exists, or the parent or manager does not."""
+        if self._add_team is None:
+            raise RuntimeError("This demo context cannot create teams.")
+        self._add_team(name, parent=parent, manager_email=manager_email)
+
+    def add_user(self, email: str, name: str, role: str, *, team: str | None = None) -> DemoUser:
+        """Create a demo user (the demo's password) in ``role`` and optionally a team.
+
+        The user is added to ``users``. Raises ValueError when the email is taken or the
+        role or team does not exist."""
+        if self._add_user is None:
+            raise RuntimeError("This demo context cannot create users.")
+        stored_email = self._add_user(email, name, role, team=team)  # normalized
+        user = DemoUser(stored_email, name, role)
+        self.users = (*self.users, user)
+        return user
+
+    def allow(self, role: str, object_name: str, actions: tuple[str, ...], scope: str) -> None:
+        """Set the role's rule on an object to exactly ``actions`` (read, create, edit,
+        delete, import, export) on the records ``scope`` reaches (own, team,
+        team_tree, all); an existing rule for the role and object is replaced."""
+        if self._allow is None:
+            raise RuntimeError("This demo context cannot change object rules.")
+        self._allow(role, object_name, (actions,) if isinstance(actions, str) else actions, scope)

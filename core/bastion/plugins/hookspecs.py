@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from flask import Blueprint, Flask
 
     from bastion.data.events import RecordChange
+    from bastion.data.records import Record
     from bastion.keys.master import MasterKey
     from bastion.plugins.contributions import (
         DashboardWidget,
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
         ObjectDefinition,
         Permission,
         PluginAssets,
+        RecordAction,
+        RecordPanel,
     )
 
 PROJECT = "bastion"
@@ -38,7 +41,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_blueprints() -> list[Blueprint]:
-    """Return the Flask blueprints that hold the plugin's routes, under /<plugin>/."""
+    """Return the plugin's Flask blueprints: under /<plugin>/, its API under /api/v1/."""
 
 
 @hookspec
@@ -89,6 +92,16 @@ def record_changing(change: RecordChange) -> dict[str, str] | None:
 @hookspec
 def record_changed(change: RecordChange) -> None:
     """React to a record written (created, updated, deleted, merged), in its transaction."""
+
+
+@hookspec
+def record_panels(object_name: str, record: Record, user: Any) -> list[RecordPanel]:
+    """Return sections to show on a record's detail page, below its fields."""
+
+
+@hookspec
+def record_actions(object_name: str, record: Record, user: Any) -> list[RecordAction]:
+    """Return buttons to show in the header of a record's detail page."""
 
 
 @hookspec

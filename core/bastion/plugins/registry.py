@@ -237,6 +237,7 @@ class PluginRegistry:
         enabled: frozenset[str] | None,
         *,
         strict: bool = False,
+        raise_from: str | None = None,
         **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Call a hook on the core and the given plugins (None: every usable plugin).
@@ -244,8 +245,10 @@ class PluginRegistry:
         Each implementation is called on its own so that one plugin's exception is
         caught, logged with its name and recorded, and the others still answer. When
         ``strict`` (registration, start-up), a failure marks the plugin broken: half set
-        up, it must not run. Returns (plugin name, result) pairs in pluggy's call order,
-        None results left out.
+        up, it must not run. The exception of plugin ``raise_from`` is recorded and then
+        raised again: a record hook of the object's own plugin keeps the object's
+        computed values consistent, so its failure must stop the write. Returns (plugin
+        name, result) pairs in pluggy's call order, None results left out.
         """
         caller = getattr(self.pm.hook, hook_name)
         expected = set(caller.spec.argnames) if caller.spec else set()
@@ -266,6 +269,8 @@ class PluginRegistry:
                 self.record_failure(
                     name, hook_name, f"{type(exc).__name__}: {exc}", exc, broken=strict
                 )
+                if raise_from is not None and name == raise_from:
+                    raise
                 continue
             if result is not None:
                 results.append((name, result))

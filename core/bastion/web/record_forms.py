@@ -107,8 +107,8 @@ def form_fields(
             continue
         if level == "edit":
             editable.append(item)
-        elif not creating:  # nothing to show for a computed field before it exists
-            readonly.append(item)
+        elif not creating or item.read_only:  # a computed field has nothing to show yet
+            readonly.append(item)  # a plugin's read-only field shows its default
     return editable, readonly
 
 
@@ -276,7 +276,7 @@ def build_sections(
         if name not in chosen:
             continue
         if name in readonly_names:
-            value = record.get(name) if record is not None else None
+            value = record.get(name) if record is not None else _default(service, item)
             widget = Widget(item, "readonly", readonly=True, display=display.value(item, value))
         else:
             widget = build_widget(service, display, item, texts.get(name, ""), errors.get(name, ""))
@@ -286,6 +286,16 @@ def build_sections(
     if "Owner" in sections:
         ordered.append(sections["Owner"])
     return ordered
+
+
+def _default(service: RecordService, item: FieldMeta) -> Any:
+    """The value a new record's field starts with (shown where users cannot set it)."""
+    if item.default is None:
+        return None
+    try:
+        return parse(item, item.default, service.context)
+    except FieldValueError:
+        return None
 
 
 def build_widget(

@@ -28,7 +28,7 @@ from bastion.data.errors import (
 )
 from bastion.data.query import Filter
 from bastion.data.records import Record, RecordService
-from bastion.web import read_audit
+from bastion.web import read_audit, record_extras
 from bastion.web.params import bounded_int
 from bastion.web.record_display import Display
 from bastion.web.record_forms import (
@@ -220,6 +220,9 @@ def render_detail(
         "timeline": timeline or timeline_for(service, meta, record, display),
         "can_edit": may(service, meta, record, "edit"),
         "can_delete": may(service, meta, record, "delete"),
+        # Enabled plugins' contributions (record_extras catches their failures).
+        "plugin_actions": record_extras.record_actions(meta, record),
+        "plugin_panels": record_extras.record_panels(meta, record),
     }
     return render_template("records/detail.html", **context), status
 
@@ -353,10 +356,11 @@ def new(object: str):
             status=409,
             duplicates=[_duplicate(meta, match) for match in exc.matches],
         )
+    if set(created.values) == {"id"}:  # created, but now outside the user's reach
+        flash(f"{meta.label} created; it now belongs to someone outside your reach.", "success")
+        return redirect(url_for("records.list_records", object=meta.name), 303)
     flash(f"{meta.label} “{meta.record_name(created.values)}” created.", "success")
-    if service.can(meta.name, "read"):
-        return redirect(url_for("records.detail", object=meta.name, record_id=created.id), 303)
-    return redirect(url_for("records.list_records", object=meta.name), 303)
+    return redirect(url_for("records.detail", object=meta.name, record_id=created.id), 303)
 
 
 def _duplicate(meta: ObjectMeta, match: dict[str, Any]) -> dict[str, Any]:

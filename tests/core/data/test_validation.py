@@ -272,3 +272,22 @@ def test_the_base_activity_rule(demo_app, api):
     body = {"kind": "call", "subject": "S", "completed_at": "2026-01-01T10:00:00Z"}
     assert refused(api("activities", body), "completed_at").startswith("A completion time")
     assert api("activities", {**body, "done": True}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "accounts:²",  # str.isdigit() says yes, int() says no
+        "accounts:٣",  # Arabic-Indic digit: int() would read it as 3
+        "accounts:99999999999999999999",  # beyond a 64-bit id
+        "accounts:-1",
+        "accounts:0",
+        {"object": "accounts", "id": "²"},
+        {"object": "accounts", "id": 2**70},
+        {"object": "accounts", "id": True},
+    ],
+)
+def test_record_link_ids_are_ascii_digits_within_range(demo_app, api, link):
+    body = {"kind": "task", "subject": "S", "related_to": link}
+    assert refused(api("activities", body), "related_to")
+    assert count(demo_app, "activities") == 0

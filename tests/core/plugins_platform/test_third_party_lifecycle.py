@@ -61,18 +61,20 @@ def test_cli_lists_enables_and_disables_a_third_party_plugin(bastion_cmd, data_d
         "init", "--admin-email", ADMIN_EMAIL, "--admin-password-file", "-", input=ADMIN_PASSWORD
     )
     assert init.returncode == 0, init.stderr
-    # needs_future_core asks to be enabled by default but cannot run: only status is on.
-    assert "Enabled plugins: status." in init.stdout
+    # needs_future_core asks to be enabled by default but cannot run: only the bundled
+    # plugins that ask for it (sales, status) are on.
+    assert "Enabled plugins: sales, status." in init.stdout
 
     listed = bastion_cmd("plugins", "list")
     assert listed.returncode == 0, listed.stderr
     states = list_states(listed.stdout)
-    assert {name: states.get(name) for name in (*thirdparty.NAMES, "status")} == {
+    assert {name: states.get(name) for name in (*thirdparty.NAMES, "sales", "status")} == {
         "broken_import": "broken",
         "example": "disabled",
         "example_addon": "disabled",
         "needs_future_core": "broken",
         "raises_in_hook": "disabled",
+        "sales": "enabled",
         "status": "enabled",
     }
     example = list_line(listed.stdout, "example")

@@ -8,8 +8,9 @@ for the audit trail, the search index and plugins. Nothing else touches ``obj_*`
 tables.
 
 The service is assembled from one mixin per concern: ``access`` (permissions, scope,
-field security), ``reading``, ``validation``, ``writing``, ``references`` (what
-happens to links to records that go), ``merge`` and ``transactions``.
+field security), ``reading``, ``aggregate`` (grouped counts and sums), ``validation``,
+``writing``, ``references`` (what happens to links to records that go), ``merge`` and
+``transactions``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,17 @@ from typing import Any
 from bastion.data.catalog import Catalog, current_catalog
 from bastion.data.errors import Forbidden
 from bastion.data.records.access import AccessMixin
+from bastion.data.records.aggregate import AggregateMixin
 from bastion.data.records.merge import MergeMixin
-from bastion.data.records.model import DEFAULT_LIMIT, MAX_LIMIT, MAX_MERGED, Page, Record
+from bastion.data.records.model import (
+    DEFAULT_LIMIT,
+    MAX_GROUPS,
+    MAX_LIMIT,
+    MAX_MERGED,
+    AggregateRow,
+    Page,
+    Record,
+)
 from bastion.data.records.reading import ReadingMixin
 from bastion.data.records.references import ReferencesMixin
 from bastion.data.records.transactions import ATOMIC_KEY, TransactionMixin
@@ -32,9 +42,11 @@ __all__ = [
     "ATOMIC_KEY",
     "BATCH_SIZE",
     "DEFAULT_LIMIT",
+    "MAX_GROUPS",
     "MAX_LIMIT",
     "MAX_MERGED",
     "OWNER_FIELD",
+    "AggregateRow",
     "Page",
     "Record",
     "RecordService",
@@ -44,6 +56,7 @@ __all__ = [
 class RecordService(
     AccessMixin,
     ReadingMixin,
+    AggregateMixin,
     ValidationMixin,
     WritingMixin,
     ReferencesMixin,

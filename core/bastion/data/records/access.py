@@ -62,6 +62,8 @@ class AccessMixin:
                 level = authz.field_access(self.user, meta.name, name)
             if not item.writable and level == "edit":
                 level = "read"
+            if item.read_only and level == "edit" and not self.system:
+                level = "read"  # the declaring plugin sets it (``record_changing``)
             if name == "owner" and not self.system:
                 level = "edit" if self._may_write(meta) else "read"
             access[name] = level

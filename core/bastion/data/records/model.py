@@ -33,3 +33,22 @@ class Record:
 class Page:
     records: list[Record]
     next_cursor: str | None
+
+
+#: Groups an aggregate may answer with, at most: a report wider than this is a mistake.
+MAX_GROUPS = 1000
+
+
+@dataclass
+class AggregateRow:
+    """One group of :meth:`RecordService.aggregate`.
+
+    ``key``: the group's value for each ``group_by`` item, keyed by the item as given
+    ("stage", "close_date:quarter"); ``count``: its records; ``sums``: by field, an
+    ``int``, a ``Decimal`` or, for a currency field, a ``Money`` (the rows are then split
+    by currency, so one row's sums never mix currencies).
+    """
+
+    key: dict[str, Any]
+    count: int
+    sums: dict[str, Any]

@@ -15,9 +15,14 @@ from collections.abc import Iterator
 
 from sqlalchemy.orm import SessionTransaction
 
+from bastion.data.errors import ValidationFailed
 from bastion.db import db
 
 ATOMIC_KEY = "bastion_atomic_depth"
+NESTING_KEY = "bastion_write_nesting"
+#: Writes within writes (a plugin's hook writing a record while another is written), at
+#: most: deeper, a hook is surely setting off itself, and the write is refused.
+MAX_NESTED_WRITES = 8
 
 
 class TransactionMixin:
@@ -57,14 +62,29 @@ class TransactionMixin:
         A standalone write needs no savepoint (it commits or rolls back whole), and is
         spared its extra round trips. It still counts as a block: a plugin's hook that
         writes through the service while it runs joins its transaction (as a savepoint)
-        instead of committing it halfway, before later checks could refuse it.
+        instead of committing it halfway, before later checks could refuse it. Such
+        nesting is limited (``MAX_NESTED_WRITES``): a hook that sets itself off is cut
+        short with a refusal rather than recursing until the process gives up.
         """
-        if db.session.info.get(ATOMIC_KEY, 0):
-            with savepoint():
+        info = db.session.info
+        nesting = info.get(NESTING_KEY, 0)
+        if nesting >= MAX_NESTED_WRITES:
+            raise ValidationFailed(
+                {
+                    "": f"Records were written within record writes {nesting} levels deep: "
+                    "a plugin's record hook keeps setting itself off. Nothing more was saved."
+                }
+            )
+        info[NESTING_KEY] = nesting + 1
+        try:
+            if info.get(ATOMIC_KEY, 0):
+                with savepoint():
+                    yield
+                return
+            with self.atomic():
                 yield
-            return
-        with self.atomic():
-            yield
+        finally:
+            info[NESTING_KEY] = nesting
 
 
 def savepoint() -> SessionTransaction:

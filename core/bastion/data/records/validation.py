@@ -15,6 +15,7 @@ from bastion.data.catalog import FieldMeta, ObjectMeta
 from bastion.data.errors import NotFound
 from bastion.data.events import RecordChange
 from bastion.data.formulas import evaluate
+from bastion.data.records.hooks import run_record_hook
 from bastion.data.records.model import MAX_LIMIT
 from bastion.data.records.reading import add_formulas
 from bastion.data.values import FieldValueError, RecordLink, check, is_empty, parse, to_storage
@@ -38,8 +39,18 @@ class ValidationMixin:
     """Checks values before they are written; problems are collected per field."""
 
     def _parse_values(
-        self, meta: ObjectMeta, raw: Mapping[str, Any], *, creating: bool
+        self,
+        meta: ObjectMeta,
+        raw: Mapping[str, Any],
+        *,
+        creating: bool,
+        before: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The user's values typed, and the problems by field.
+
+        ``before``: the record's current values, when updating (a read-only field may be
+        sent back unchanged).
+        """
         access = self.field_access(meta)
         typed: dict[str, Any] = {}
         errors: dict[str, str] = {}
@@ -52,6 +63,12 @@ class ValidationMixin:
                 errors[str(name)] = f"{meta.label} has no field {name!r}."
                 continue
             if level != "edit":
+                if item.read_only:
+                    # Clients send back what they read: the value it has (or, creating,
+                    # none or its default) is no attempt to change it.
+                    if not self._read_only_unchanged(item, value, creating, before):
+                        errors[name] = f"{item.label} is set by Bastion; it cannot be changed."
+                    continue
                 errors[name] = f"{item.label} cannot be changed."
                 continue
             try:
@@ -68,6 +85,25 @@ class ValidationMixin:
         if creating and "owner" in raw and self.system and typed.get("owner") is None:
             typed.pop("owner", None)
         return typed, errors
+
+    def _read_only_unchanged(
+        self, item: FieldMeta, value: Any, creating: bool, before: Mapping[str, Any] | None
+    ) -> bool:
+        """Whether ``value`` for a read-only field leaves it as it is (or would be)."""
+        try:
+            parsed = parse(item, value, self.context)
+        except FieldValueError:
+            return False
+        if creating:
+            if is_empty(parsed):
+                return True
+            if item.default is None:
+                return False
+            try:
+                return same(parse(item, item.default, self.context), parsed)
+            except FieldValueError:
+                return False
+        return before is not None and same(before.get(item.name), parsed)
 
     def _check_references(
         self,
@@ -185,9 +221,7 @@ class ValidationMixin:
                 errors.setdefault(key, rule.message)
 
     def _run_changing(self, change: RecordChange, errors: dict[str, str]) -> None:
-        from bastion.runtime import platform
-
-        for plugin, result in platform().hook("record_changing", change=change):
+        for plugin, result in run_record_hook("record_changing", change, self.catalog):
             if isinstance(result, Mapping):
                 for key, message in result.items():
                     errors.setdefault(str(key), str(message))

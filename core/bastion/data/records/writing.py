@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from bastion.data import blind_index, storage
 from bastion.data.catalog import FieldMeta, ObjectMeta
-from bastion.data.errors import Conflict, DuplicatesFound, ValidationFailed
+from bastion.data.errors import Conflict, DuplicatesFound, NotFound, ValidationFailed
 from bastion.data.events import RecordChange, core_listeners
 from bastion.data.records.auto_numbers import next_numbers
+from bastion.data.records.hooks import run_record_hook
 from bastion.data.records.model import Record
 from bastion.data.records.validation import KnownReferences, same
 from bastion.data.values import FieldValueError, is_empty, parse, to_storage
@@ -54,11 +55,12 @@ class WritingMixin:
                 record_id = self._create(meta, values, check_duplicates=check_duplicates)
         except IntegrityError as exc:  # a unique value taken by a concurrent write
             raise _unique_violation(meta, exc) from None
-        return (
-            self.get(object_name, record_id)
-            if self.can(object_name, "read")
-            else Record(object_name, record_id, 1, {"id": record_id})
-        )
+        if self.can(object_name, "read"):
+            with contextlib.suppress(NotFound):
+                return self.get(object_name, record_id)
+            # A plugin's hook (an assignment rule) gave it to someone outside the
+            # creator's scope: the record exists, the creator just cannot read it.
+        return Record(object_name, record_id, 1, {"id": record_id})
 
     def _create(self, meta: ObjectMeta, raw: Mapping[str, Any], *, check_duplicates: bool) -> int:
         typed, errors = self._parse_new(meta, raw)
@@ -148,6 +150,8 @@ class WritingMixin:
                 with contextlib.suppress(FieldValueError):  # checked when it was defined
                     typed[name] = parse(item, item.default, self.context)
         for name, item in meta.declared_fields.items():
+            if item.read_only and not self.system:
+                continue  # the declaring plugin's hook fills it: checked after the hooks
             if item.required and is_empty(typed.get(name)) and name not in errors:
                 errors[name] = f"{item.label} is required."
         return typed, errors
@@ -163,9 +167,14 @@ class WritingMixin:
     ) -> RecordChange:
         self._check_references(meta, typed, errors, known=known)
         self._check_unique(meta, typed, errors)
-        self._check_rules(meta, typed, errors)
         change = RecordChange(meta.name, "create", None, self.user, values=typed)
         self._run_changing(change, errors)
+        # Rules judge the record as it will be stored, hooks' adjustments included.
+        self._check_rules(meta, change.values, errors)
+        if not self.system:
+            for name, item in meta.declared_fields.items():
+                if item.read_only and item.required and is_empty(change.values.get(name)):
+                    errors.setdefault(name, f"{item.label} is required.")
         if errors:
             raise ValidationFailed(errors)
         if check_duplicates:
@@ -274,23 +283,22 @@ class WritingMixin:
                 "again.",
                 field="version",
             )
-        typed, errors = self._parse_values(meta, raw, creating=False)
+        before = self._load_typed(meta, record_id)
+        typed, errors = self._parse_values(meta, raw, creating=False, before=before)
         new_owner = typed.get("owner", row["owner"])
         if new_owner != row["owner"] and not self._reaches(meta, "edit", new_owner):
             errors.setdefault("owner", "You may not give records to that owner.")
-        before = self._load_typed(meta, record_id)
         for name in list(typed):
             item = meta.fields[name]
             if item.required and is_empty(typed[name]):
                 errors.setdefault(name, f"{item.label} is required.")
         self._check_references(meta, typed, errors, before=before)
         self._check_unique(meta, typed, errors, exclude_id=record_id)
-        merged = {**before, **typed}
-        self._check_rules(meta, merged, errors)
         change = RecordChange(
             meta.name, "update", record_id, self.user, before=before, values=typed
         )
         self._run_changing(change, errors)
+        self._check_rules(meta, {**before, **change.values}, errors)
         if errors:
             raise ValidationFailed(errors)
         changed = {n: v for n, v in change.values.items() if not same(before.get(n), v)}
@@ -356,8 +364,6 @@ class WritingMixin:
     def _emit_many(self, changes: list[RecordChange]) -> None:
         """Announce a batch: a core listener with a ``many`` variant gets it at once
         (one INSERT for the search outbox), the others and plugins one change at a time."""
-        from bastion.runtime import platform
-
         for listener in core_listeners():
             many = getattr(listener, "many", None)
             if many is not None:
@@ -366,7 +372,7 @@ class WritingMixin:
                 for change in changes:
                     listener(change)
         for change in changes:
-            platform().hook("record_changed", change=change)
+            run_record_hook("record_changed", change, self.catalog)
 
     def _emit(self, change: RecordChange) -> None:
         self._emit_many([change])

@@ -27,6 +27,19 @@
     }
   });
 
+  // A plugin's record action with a confirm question (RecordAction.confirm): the form
+  // or link carries it as data-confirm, and nothing is sent unless the user agrees.
+  // Delegated from the document, so content htmx swaps in is covered too.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-confirm")) return;
+    if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+  });
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest("a[data-confirm]") : null;
+    if (link && !window.confirm(link.getAttribute("data-confirm"))) event.preventDefault();
+  });
+
   document.addEventListener("DOMContentLoaded", function () { initNavToggle(document); });
   document.addEventListener("htmx:load", function (event) { initNavToggle(event.target); });
 })();

@@ -1,0 +1,1 @@
+"""Sales: leads, opportunities and pipelines, forecasts, quotes, activities and follow-ups."""
