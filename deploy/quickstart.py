@@ -25,7 +25,8 @@ CREDENTIALS = DATA / "demo-credentials.txt"
 ADMIN = "admin@example.com"
 DEMO_USERS = (
     "maria.manager@example.com (sales manager)",
-    "sam.sales@example.com (sales rep)",
+    "sam.sales@example.com and nina.north@example.com (sales reps, Sales North)",
+    "sven.south@example.com (sales rep, Sales South)",
     "sofia.support@example.com (support agent)",
     "mark.marketing@example.com (marketing)",
     "aiko.auditor@example.com (auditor)",

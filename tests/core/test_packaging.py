@@ -80,7 +80,8 @@ def test_wheel_holds_everything_a_non_editable_install_needs(wheel):
     }, "only bastion-prefixed import names may be installed"
     dist_info = next(n for n in names if n.endswith("entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(dist_info).decode()
-    assert "[bastion.plugins]\nsales = bastion_sales.plugin\nstatus = bastion_status.plugin" in entry_points
+    plugins = "[bastion.plugins]\nsales = bastion_sales.plugin\nstatus = bastion_status.plugin"
+    assert plugins in entry_points
     assert "[bastion.themes]\ndefault = bastion_theme_default" in entry_points
     assert "bastion = bastion.cli:main" in entry_points
 

@@ -146,3 +146,28 @@ def test_move_with_the_menu_by_keyboard(browser, live_server):
         expect(page.get_by_label("Move Keyboard deal to")).to_be_focused()
     finally:
         context.close()
+
+
+def test_an_answer_that_is_not_the_board_never_replaces_it(browser, live_server):
+    """After the session ends, a move answers the login page (or a CSRF refusal): the
+    board is not replaced by it; the page reloads (to the login) or says to reload."""
+    from playwright.sync_api import expect
+
+    context, page = signed_in_page(browser, live_server, viewport={"width": 1280, "height": 800})
+    try:
+        _set_up(page, ["Expired deal"])
+        page.goto("/sales/board")
+        target = _stage_id(page, "Proposal")
+        context.clear_cookies()
+        menu = page.get_by_label("Move Expired deal to")
+        menu.select_option(target)
+        page.get_by_role("button", name="Move Expired deal").click()
+        page.wait_for_function(
+            "() => location.pathname.startsWith('/login') || "
+            "/reload the page/.test(document.getElementById('board-status').textContent)"
+        )
+        if not page.url.rsplit("?", 1)[0].endswith("/login"):
+            expect(page.locator("#board [data-board-columns]")).to_have_count(1)
+            expect(page.locator("#board form[action*='login']")).to_have_count(0)
+    finally:
+        context.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-
 from typing import Any
 
 from flask import g, has_app_context

@@ -50,6 +50,8 @@
     drag.ghost = ghost;
     drag.active = true;
     // Keep receiving the pointer even when it leaves the window; losing it cancels.
+    // (Taking it from the handle's implicit touch capture fires lostpointercapture on
+    // the handle: only the card's own loss counts.)
     try { drag.card.setPointerCapture(drag.pointer); } catch (ignored) { /* gone */ }
   }
 
@@ -148,7 +150,9 @@
     if (event.key === "Escape" && drag) cancel();
   });
   document.addEventListener("lostpointercapture", function (event) {
-    if (drag && drag.active && event.pointerId === drag.pointer) cancel();
+    if (drag && drag.active && event.pointerId === drag.pointer && event.target === drag.card) {
+      cancel();
+    }
   });
   window.addEventListener("blur", cancel);
   document.addEventListener("click", function (event) {

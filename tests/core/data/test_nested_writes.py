@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import select
 
 from bastion.audit.models import AuditEntry
-from bastion.data.records.transactions import MAX_NESTED_WRITES
 from bastion.db import db
 from bastion.runtime import platform
 from tests.core.data.conftest import SAM, bearer, service_as, user_id

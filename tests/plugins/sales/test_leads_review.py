@@ -360,3 +360,35 @@ def test_assignment_rules_check_the_field_and_warn_about_a_missing_team(sales_ap
         db.session.commit()
     page = admin.get(ASSIGNMENT).get_data(as_text=True)
     assert 'data-warning="team"' in page and "There is no team named" in page
+
+
+# --------------------------------------------------------------- 11: two conversions at once
+
+
+def test_the_second_of_two_conversions_hears_converted_already(sales_app):
+    from bastion.api import Conflict
+    from bastion_sales.leads.conversion import convert
+
+    created = new_lead(sales_app, company="Twice Ltd", email="twice@example.com")
+    with service_as(sales_app, SAM) as sam:
+        stale = sam.get("leads", created["id"])  # the second tab read it first
+    first = sales_app.test_client().post(
+        f"/api/v1/leads/{created['id']}/convert", json={}, headers=bearer(sales_app, SAM)
+    )
+    assert first.status_code == 201
+    with service_as(sales_app, SAM) as sam:
+        real_get = sam.get
+        reads: list[int] = []
+
+        def get(object_name, record_id, **options):
+            if object_name == "leads" and not reads:
+                reads.append(record_id)
+                return stale
+            return real_get(object_name, record_id, **options)
+
+        sam.get = get
+        with pytest.raises(Conflict) as refused:
+            convert(sam, created["id"])
+    assert "converted already" in refused.value.message
+    with service_as(sales_app, None) as system:
+        assert system.count("accounts") == 1

@@ -303,9 +303,7 @@ def _move(client, record: dict, stage_id: int, pipeline_id: int, headers=HTMX):
     )
 
 
-def test_board_answers_are_marked_and_the_status_line_is_outside_the_board(
-    sales_app, pipelines
-):
+def test_board_answers_are_marked_and_the_status_line_is_outside_the_board(sales_app, pipelines):
     main = pipelines["main"]
     record = create_opportunity(sales_app, SAM)
     client = client_as(sales_app, SAM)
@@ -417,3 +415,25 @@ def test_inactive_pipelines_stay_reachable_in_the_switcher(sales_app, pipelines)
     assert "Renewals (inactive)" in html
     other = client_as(sales_app, SAM).get(f"/sales/board?pipeline={renewals['id']}")
     assert "Pipeline: Renewals" in other.get_data(as_text=True)
+
+
+def test_a_long_history_shows_the_newest_stays(sales_app, pipelines, monkeypatch):
+    from bastion_sales.pipelines import history
+
+    stages = pipelines["main"]["stages"]
+    record = create_opportunity(sales_app, SAM)
+    for name in ("Proposal", "Negotiation", "Proposal"):
+        record = patch_opportunity(sales_app, SAM, record, stage=stages[name]).get_json()
+    monkeypatch.setattr(history, "MAX_ROWS", 2)
+    with service_as(sales_app, SAM) as service:
+        stays = history.stays_of(service, record["id"])
+    assert [s.stage_name for s in stays] == ["Negotiation", "Proposal"]
+    assert stays[-1].current and not stays[0].current
+
+
+def test_move_forms_disable_their_button_while_sent(sales_app, pipelines):
+    create_opportunity(sales_app, SAM, name="Quiet")
+    html = client_as(sales_app, SAM).get("/sales/board").get_data(as_text=True)
+    assert 'hx-disabled-elt="find button"' in html
+    assert '<span class="visually-hidden"> Quiet</span>' in html
+    assert "board--movable" in html
