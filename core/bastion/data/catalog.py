@@ -140,6 +140,10 @@ class ObjectMeta:
     duplicate_keys: tuple[tuple[str, ...], ...] = ()
     sensitive: bool = False
     retired: bool = False
+    #: Listed in the top navigation (ObjectDefinition.navigation).
+    navigation: bool = True
+    #: Only system services write its records (ObjectDefinition.system_only).
+    system_only: bool = False
     #: Every field including standard and removed ones, by API name.
     all_fields: dict[str, FieldMeta] = field(default_factory=dict)
 
@@ -299,6 +303,8 @@ def load_catalog(revision: int) -> Catalog:
             duplicate_keys=tuple(tuple(group) for group in json.loads(row.duplicate_keys or "[]")),
             sensitive=row.sensitive,
             retired=row.retired,
+            navigation=row.navigation is not False,
+            system_only=bool(row.system_only),
             all_fields=fields,
         )
     return Catalog(revision, objects)

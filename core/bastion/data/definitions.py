@@ -558,6 +558,8 @@ def _plan_object(sync: _Sync, declaring: _Declaring, definition: ObjectDefinitio
         "plugin": declaring.plugin,
         "rules": _rules_json(definition.rules),
         "duplicate_keys": json.dumps([list(g) for g in definition.duplicate_keys]),
+        "navigation": definition.navigation,
+        "system_only": definition.system_only,
         "retired": False,
     }
     # How the object is presented: an administrator's edit of any of these ("relabelled")

@@ -47,6 +47,9 @@ class ObjectRow(db.Model):
     sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The declaring plugin no longer declares it; its table and data stay.
     retired: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: From the declaration (ObjectDefinition.navigation / .system_only).
+    navigation: Mapped[bool] = mapped_column(Boolean, default=True)
+    system_only: Mapped[bool] = mapped_column(Boolean, default=False)
     #: An administrator changed a label; a plugin's new declaration keeps theirs.
     relabelled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -155,12 +155,17 @@ class DashboardWidget:
 @dataclass(frozen=True)
 class RecordPanel:
     """A section of a record's detail page, rendered from ``template`` with ``record``,
-    ``meta`` (the object) and ``context``; panels are sorted by ``order``."""
+    ``meta`` (the object) and ``context``; panels are sorted by ``order``.
+
+    ``placement`` "top" puts it above the record's field sections (what people work in,
+    such as a quote's line items); "bottom", the default, below them.
+    """
 
     title: str
     template: str
     context: Mapping[str, Any] = field(default_factory=dict)
     order: int = 100
+    placement: Literal["top", "bottom"] = "bottom"
 
     def __post_init__(self) -> None:
         _require(isinstance(self.title, str) and bool(self.title.strip()), "A panel needs a title.")
@@ -172,6 +177,10 @@ class RecordPanel:
             isinstance(self.context, Mapping), f"Panel {self.title!r}: context must be a mapping."
         )
         _require(type(self.order) is int, f"Panel {self.title!r}: order must be an integer.")
+        _require(
+            self.placement in ("top", "bottom"),
+            f"Panel {self.title!r}: placement is 'top' or 'bottom'.",
+        )
 
 
 def _is_site_path(url: object) -> bool:
@@ -391,6 +400,14 @@ class ObjectDefinition:
     #: fields match after normalization (emails lower-cased, phones in E.164, names
     #: folded), e.g. (("email",), ("first_name", "last_name", "account")).
     duplicate_keys: tuple[tuple[str, ...], ...] = ()
+    #: Listed in the top navigation. False for a plugin's internal objects (lines,
+    #: rules, history) that users reach through their parent records, links, search and
+    #: the API - their URLs keep working.
+    navigation: bool = True
+    #: Users (administrators too) may read its records but never create, edit, delete or
+    #: import them: only ``RecordService(None, system=True)`` writes (e.g. a history kept
+    #: by the plugin's hooks). Refused with Forbidden; the UI hides the buttons.
+    system_only: bool = False
 
     def __post_init__(self) -> None:
         if not _SNAKE.match(self.name):

@@ -126,7 +126,8 @@ def object_navigation(user: Any) -> list[NavItem]:
     service = records()
     items = []
     for meta in sorted(service.catalog.active(), key=lambda m: m.label_plural.casefold()):
-        if service.can(meta.name, "read"):
+        # Internal objects (navigation=False) stay reachable by URL, links and search.
+        if meta.navigation and service.can(meta.name, "read"):
             items.append(
                 NavItem(
                     meta.label_plural,

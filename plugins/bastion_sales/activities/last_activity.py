@@ -36,6 +36,19 @@ RELEVANT = frozenset({"related_to", "done", "completed_at", "kind"})
 closing: ContextVar[bool] = ContextVar("sales_closing_follow_ups", default=False)
 
 
+def counts(values: dict | None) -> bool:
+    """Whether an activity in this state is a contact: anything but an open task."""
+    return values is not None and not (values.get("kind") == "task" and not values.get("done"))
+
+
+def only_open_tasks(change: RecordChange) -> bool:
+    """An open task created, edited or deleted: neither last activity nor score moves.
+
+    The follow-up command creates thousands of them; skipping them halves its cost.
+    """
+    return not counts(change.before) and not counts(change.after)
+
+
 def tracked_links(change: RecordChange) -> set[RecordLink]:
     """The leads and opportunities the activity pointed at, before and after the change."""
     found: set[RecordLink] = set()
@@ -55,6 +68,8 @@ def on_activity_changed(change: RecordChange) -> None:
     if closing.get():
         return
     if change.action == "update" and not RELEVANT.intersection(change.changed):
+        return
+    if only_open_tasks(change):
         return
     links = tracked_links(change)
     if not links:

@@ -50,9 +50,9 @@ ROUNDING_RULE = (
 CURRENCY_NOTE = "Amounts are per currency; nothing is converted."
 
 
-def cents(value: Decimal) -> Decimal:
+def cents(value: Decimal | int) -> Decimal:
     """The rule for every shown amount: to cents, half up."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 @dataclass
@@ -96,6 +96,13 @@ class Line:
         for cell in self.categories.values():
             total.absorb(cell)
         return total
+
+    @property
+    def is_zero(self) -> bool:
+        """Every amount is zero (deals without value): the page leaves such a row out,
+        it says nothing a reader could act on. The JSON keeps it (counts matter there)."""
+        cells = [*self.categories.values(), self.omitted, self.won]
+        return all(cell.amount == 0 for cell in cells)
 
     def absorb(self, other: Line) -> None:
         for name, cell in other.categories.items():

@@ -19,8 +19,13 @@ class ForecastChoice:
     end: str
 
 
-def read_choice(args: Mapping[str, str], *, today: date | None = None) -> ForecastChoice:
-    """period=month|quarter, by=owner|team, from / to = periods; PeriodError when unusable."""
+def read_choice(
+    args: Mapping[str, str], *, today: date | None = None, ahead: bool = False
+) -> ForecastChoice:
+    """period=month|quarter, by=owner|team, from / to = periods; PeriodError when unusable.
+
+    ``ahead``: without from / to, the coming periods (the page) rather than the current
+    quarter (the API's documented default)."""
     kind = (args.get("period") or QUARTER).strip().lower()
     by = (args.get("by") or "owner").strip().lower()
     if kind not in KINDS:
@@ -29,14 +34,14 @@ def read_choice(args: Mapping[str, str], *, today: date | None = None) -> Foreca
         raise PeriodError("Choose by=owner or by=team.")
     start = (args.get("from") or "").strip() or None
     end = (args.get("to") or "").strip() or None
-    periods = period_range(kind, start, end, today=today)
+    periods = period_range(kind, start, end, today=today, ahead=ahead)
     return ForecastChoice(kind, by, periods, periods[0].key, periods[-1].key)
 
 
 def default_choice(args: Mapping[str, str]) -> ForecastChoice:
-    """The page's fallback after a bad request: the current quarter, kind and by kept
-    when they were valid."""
+    """The page's fallback after a bad request: the default range (this period and the
+    next ones), kind and by kept when they were valid."""
     kind = args.get("period") if args.get("period") in KINDS else QUARTER
     by = args.get("by") if args.get("by") in BY_CHOICES else "owner"
-    periods = period_range(kind)
+    periods = period_range(kind, ahead=True)
     return ForecastChoice(kind, by, periods, periods[0].key, periods[-1].key)

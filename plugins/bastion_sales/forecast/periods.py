@@ -16,6 +16,9 @@ QUARTER = "quarter"
 KINDS = (MONTH, QUARTER)
 #: The longest range a forecast covers (a bigger request is refused, not truncated).
 MAX_PERIODS = {MONTH: 24, QUARTER: 8}
+#: Periods shown after the current one when no range is asked for (a year ahead by
+#: quarter, half a year by month: months beyond that are too many columns to read).
+DEFAULT_AHEAD = {MONTH: 5, QUARTER: 3}
 #: Years a period may lie in: every period, its neighbours (the quotas page links the
 #: previous and next one) and its first and last day must be real dates.
 FIRST_YEAR, LAST_YEAR = 1900, 9998
@@ -124,19 +127,30 @@ def current_quarter(today: date | None = None) -> Period:
 
 
 def period_range(
-    kind: str, start: str | None = None, end: str | None = None, *, today: date | None = None
+    kind: str,
+    start: str | None = None,
+    end: str | None = None,
+    *,
+    today: date | None = None,
+    ahead: bool = False,
 ) -> list[Period]:
     """The periods of ``kind`` from ``start`` to ``end`` (inclusive).
 
-    Defaults: the current quarter (its three months for ``month``). A start or end of
-    the other kind is converted (a quarter start becomes its first month, a month end
-    its quarter), so switching the period kind keeps the range."""
+    Defaults: the current quarter (its three months for ``month``), the API's stable
+    contract; with ``ahead`` (the page) the current period and the next ones
+    (``DEFAULT_AHEAD``) - a forecast looks ahead, and a deal closing next month must not
+    vanish from the first view. A start or end of the other kind is converted (a
+    quarter start becomes its first month, a month end its quarter), so switching the
+    period kind keeps the range."""
     if kind not in KINDS:
         raise PeriodError("Choose the period kind month or quarter.")
-    quarter = current_quarter(today)
     first = _as_kind(parse_period(start), kind, last=False) if start else None
     last = _as_kind(parse_period(end), kind, last=True) if end else None
-    if first is None and last is None:
+    if first is None and last is None and ahead:
+        first = period_of(today or utc_today(), kind)
+        last = Period(kind, first.index + DEFAULT_AHEAD[kind])
+    elif first is None and last is None:
+        quarter = current_quarter(today)
         first, last = _as_kind(quarter, kind, last=False), _as_kind(quarter, kind, last=True)
     elif first is None:
         first = last

@@ -64,9 +64,9 @@ def forecast_page() -> Any:
         abort(403, "You may not read opportunities, so there is no forecast to show.")
     error = None
     try:
-        choice = read_choice(request.args)
+        choice = read_choice(request.args, ahead=True)
     except PeriodError as exc:
-        error = f"{exc} Showing the current quarter instead."
+        error = f"{exc} Showing the coming periods instead."
         choice = default_choice(request.args)
     try:
         forecast = compute_forecast(

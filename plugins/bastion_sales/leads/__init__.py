@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from bastion.api import (
-    Filter,
+    JobRunning,
     Permission,
     RecordAction,
     RecordError,
@@ -28,14 +28,9 @@ from bastion_sales.leads.hooks import (
     lead_changing,
     rule_changing,
 )
-from bastion_sales.leads.scores import (
-    active_rules,
-    forget_rules,
-    request_rules,
-    rescore,
-    score_lead,
-)
-from bastion_sales.leads.scoring import Contribution, ScoreResult, now_utc
+from bastion_sales.leads.rescoring import rescore_open_leads
+from bastion_sales.leads.scores import forget_rules, request_rules, score_lead
+from bastion_sales.leads.scoring import Contribution, ScoreResult
 
 CONFIGURE = "sales.configure"
 
@@ -61,9 +56,11 @@ HIDDEN_RULES = "Rules on fields you cannot see"
 
 
 def panels(object_name: str, record: Any, user: Any) -> list[RecordPanel]:
-    """The lead's score, rule by rule (computed now, from the current rules)."""
+    """The lead's conversion (when converted) and its score, rule by rule (computed
+    now, from the current rules)."""
     if object_name != "leads" or record is None:
         return []
+    found = conversion_panels(record, user)
     # The rules are read by the system: readers of a lead need not read the rules.
     system = RecordService(None, system=True)
     values = dict(system.get("leads", record.id).values)
@@ -75,7 +72,53 @@ def panels(object_name: str, record: Any, user: Any) -> list[RecordPanel]:
         "stored": values.get("score"),
         "can_configure": has_permission(user, CONFIGURE),
     }
-    return [RecordPanel("Score", "sales/leads/_score_panel.html", context=context, order=20)]
+    found.append(RecordPanel("Score", "sales/leads/_score_panel.html", context=context, order=20))
+    return found
+
+
+def conversion_panels(record: Any, user: Any) -> list[RecordPanel]:
+    """On a converted lead: when, and links to the records it became.
+
+    A converted lead stays editable, so this first panel sends users on to the records
+    where the work now happens. Names are read with the user's own service: a record
+    they may not see is named by its number only, without a link.
+    """
+    if not record.get("converted_at") and record.get("status") != "converted":
+        return []
+    service = RecordService(user)
+    links = []
+    for field, object_name, label in (
+        ("converted_account", "accounts", "Account"),
+        ("converted_contact", "contacts", "Contact"),
+        ("converted_opportunity", "opportunities", "Opportunity"),
+    ):
+        target = record.get(field)
+        if target is None:
+            continue
+        links.append(_converted_link(service, object_name, target, label))
+    context = {"converted_at": record.get("converted_at"), "links": links}
+    # At the top: once converted, the work goes on in the records it became.
+    return [
+        RecordPanel(
+            "Converted",
+            "sales/leads/_converted_panel.html",
+            context=context,
+            order=5,
+            placement="top",
+        )
+    ]
+
+
+def _converted_link(service: RecordService, object_name: str, record_id: int, label: str):
+    try:
+        target = service.get(object_name, record_id)
+    except RecordError:
+        return {"label": label, "text": f"#{record_id}", "url": None}
+    meta = service.object(object_name)
+    title = target.get(meta.name_field) if meta.name_field else None
+    text = str(title or target.get("name") or target.get("full_name") or f"#{record_id}")
+    url = url_for("records.detail", object=object_name, record_id=record_id)
+    return {"label": label, "text": text, "url": url}
 
 
 def visible_contributions(
@@ -121,30 +164,18 @@ def rescore_command(batch: int) -> None:
 
     A lead that cannot be rescored (it kept changing, or a write was refused) is
     reported and skipped; the others are saved. The exit status is 1 when any failed.
+    When another rescoring run is in progress this one does nothing (exit status 0).
     """
-    system = RecordService(None, system=True)
-    ids = [
-        r.id
-        for r in system.iterate(
-            "leads", filters=[Filter("status", "ne", "converted")], fields=("id",)
-        )
-    ]
-    rules = active_rules(system)
-    now = now_utc()
-    changed = failed = 0
-    size = max(batch, 1)
-    for start in range(0, len(ids), size):
-        with system.atomic():
-            for lead_id in ids[start : start + size]:
-                try:
-                    with system.atomic():  # a savepoint: a failure undoes only this lead
-                        changed += rescore(system, lead_id, rules=rules, now=now)
-                except RecordError as exc:
-                    failed += 1
-                    click.echo(f"Lead {lead_id} was not rescored: {exc.message}", err=True)
-    summary = f"Rescored {len(ids) - failed} open leads; {changed} changed."
-    if failed:
-        click.echo(f"{summary} {failed} failed.")
+    try:
+        result = rescore_open_leads(batch)
+    except JobRunning:
+        click.echo("Another rescoring run is in progress.")
+        return
+    for message in result.failures:
+        click.echo(message, err=True)
+    summary = f"Rescored {result.rescored} open leads; {result.changed} changed."
+    if result.failures:
+        click.echo(f"{summary} {len(result.failures)} failed.")
         raise SystemExit(1)
     click.echo(summary)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.api import RecordChange, RecordService, find_user_info, get_logger, team_by_name
+from bastion_sales.activities.last_activity import only_open_tasks
 from bastion_sales.leads import assignment, scores
 from bastion_sales.leads.conversion import converting
 from bastion_sales.leads.scoring import check_rule, now_utc
@@ -69,6 +70,8 @@ def activity_changed(change: RecordChange) -> None:
         # A merge's master is rescored by its own update (``lead_changing``).
         return
     if change.action == "update" and not set(change.changed) & set(scores.ACTIVITY_FIELDS):
+        return
+    if only_open_tasks(change):  # scoring counts done activities and the last activity
         return
     leads = scores.linked_leads(change)
     if not leads:

@@ -10,15 +10,17 @@ this area's rule checks, audit, optimistic concurrency); the pages themselves ne
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.routing import BuildError
 
 from bastion.api import (
     Conflict,
+    JobRunning,
     RecordError,
     RecordService,
+    UserInfo,
     ValidationFailed,
     flash,
     list_teams,
@@ -27,9 +29,15 @@ from bastion.api import (
     request,
     request_service,
     requires,
+    team_members,
     url_for,
 )
 from bastion_sales.leads.assignment import TERRITORY_TYPES
+from bastion_sales.leads.rescoring import (
+    WEB_LIMIT,
+    count_open_leads,
+    rescore_open_leads,
+)
 from bastion_sales.leads.scoring import COMPARABLE_TYPES, OPERATOR_LABELS, UNSCORABLE
 from bastion_sales.objects import ACTIVITY_KINDS, ASSIGNMENT_METHODS, SCORING_KINDS
 from bastion_sales.web import bp
@@ -55,6 +63,10 @@ class RulePage:
     fields: tuple[tuple[str, str], ...]
     choices: Callable[[RecordService], dict[str, list[tuple[str, str]]]]
     sort: str
+    #: The select choosing the rule's kind, and the kinds each other field is for:
+    #: sales.js shows only the chosen kind's fields (without JS all fields show).
+    switch: str = ""
+    relevant: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _lead_fields(service: RecordService, types: frozenset[str]) -> list[tuple[str, str]]:
@@ -76,12 +88,28 @@ def scoring_choices(service: RecordService) -> dict[str, list[tuple[str, str]]]:
     }
 
 
+def assignable_users() -> list[tuple[str, str]]:
+    """Active members of every team, as (email, "Name <email>") sorted by name.
+
+    The rule keeps the email (the field's stored value); a user outside every team
+    cannot be chosen here (the facade lists people by team), but a rule naming one
+    still shows it, as the template adds the current value to the options.
+    """
+    found: dict[int, UserInfo] = {}
+    for team in list_teams():
+        for member in team_members(team.id):
+            found.setdefault(member.id, member)
+    people = sorted(found.values(), key=lambda u: ((u.name or u.email).casefold(), u.email))
+    return [(u.email, f"{u.name} <{u.email}>" if u.name else u.email) for u in people]
+
+
 def assignment_choices(service: RecordService) -> dict[str, list[tuple[str, str]]]:
     teams = sorted(team.name for team in list_teams())
     return {
         "method": [(m, METHOD_LABELS[m]) for m in ASSIGNMENT_METHODS],
         "territory_field": _lead_fields(service, TERRITORY_TYPES),
         "team": [("", "(not round robin)")] + [(t, t) for t in teams],
+        "assignee": [("", "(not a territory rule)"), *assignable_users()],
     }
 
 
@@ -94,8 +122,8 @@ SCORING = RulePage(
         "score of the leads it matches. A field rule tests a lead field; an activity "
         "rule counts once when a done activity of its kind is linked to the lead; an "
         "inactivity rule applies when nothing happened to the lead for its days. Changes "
-        "apply to a lead at its next change, and to all open leads at the next "
-        "`bastion sales rescore` run."
+        "apply to a lead at its next change; to apply them to all open leads at once, "
+        "rescore them below."
     ),
     fields=(
         ("name", "text"),
@@ -110,6 +138,14 @@ SCORING = RulePage(
     ),
     choices=scoring_choices,
     sort="id",
+    switch="kind",
+    relevant={
+        "field": ("field_value",),
+        "operator": ("field_value",),
+        "value": ("field_value",),
+        "activity_kind": ("activity",),
+        "days": ("inactivity",),
+    },
 )
 
 ASSIGNMENT = RulePage(
@@ -129,13 +165,22 @@ ASSIGNMENT = RulePage(
         ("method", "select"),
         ("territory_field", "select"),
         ("territory_value", "text"),
-        ("assignee", "text"),
+        ("assignee", "select"),
         ("team", "select"),
         ("active", "checkbox"),
     ),
     choices=assignment_choices,
     sort="position,id",
+    switch="method",
+    relevant={
+        "territory_field": ("territory",),
+        "territory_value": ("territory",),
+        "assignee": ("territory",),
+        "team": ("round_robin",),
+    },
 )
+#: New assignment rules go after the last one by default, leaving room in between.
+POSITION_STEP = 10
 PAGES = {"scoring": SCORING, "assignment": ASSIGNMENT}
 MISSING_VERSION = (
     "The form did not say which version of the rule you read, so nothing was saved: "
@@ -162,6 +207,43 @@ def scoring_rule(rule_id: int):
 @requires(CONFIGURE)
 def scoring_rule_delete(rule_id: int):
     return _delete(SCORING, rule_id)
+
+
+@bp.post("/settings/scoring/rescore", endpoint="rescore_leads")
+@requires(CONFIGURE)
+def rescore_leads():
+    """Rescore every open lead now, as ``bastion sales rescore`` does, within the request.
+
+    Up to WEB_LIMIT open leads; beyond, the page says to run the command (a request
+    should not run for minutes). Refused while another run holds the job lock.
+    """
+    total = count_open_leads(RecordService(None, system=True))
+    if total > WEB_LIMIT:
+        flash(
+            f"There are {total} open leads, more than this page rescores at once "
+            f"({WEB_LIMIT}): ask your operator to run the command "
+            "“bastion sales rescore” on the server.",
+            "warning",
+        )
+        return redirect(url_for("sales.scoring_rules"), 303)
+    try:
+        result = rescore_open_leads()
+    except JobRunning:
+        flash(
+            "Another rescoring run is in progress, so nothing was done: "
+            "try again when it has finished.",
+            "error",
+        )
+        return redirect(url_for("sales.scoring_rules"), 303)
+    message = f"Rescored {result.rescored} open leads; {result.changed} changed."
+    if result.failures:
+        shown = " ".join(result.failures[:3])
+        more = len(result.failures) - 3
+        extra = f" (and {more} more)" if more > 0 else ""
+        flash(f"{message} {len(result.failures)} failed: {shown}{extra}", "warning")
+    else:
+        flash(message, "success")
+    return redirect(url_for("sales.scoring_rules"), 303)
 
 
 @bp.route("/settings/assignment", methods=["GET", "POST"], endpoint="assignment_rules")
@@ -225,9 +307,15 @@ def _texts(page: RulePage, values: dict[str, Any]) -> dict[str, str]:
     return texts
 
 
-def _defaults(page: RulePage, service: RecordService) -> dict[str, str]:
+def _defaults(page: RulePage, service: RecordService, rules: list[Any]) -> dict[str, str]:
     meta = service.object(page.object_name)
     values = {name: meta.fields[name].default for name, _ in page.fields}
+    if "position" in values:
+        # After the last rule: a new rule rarely belongs first, and the field's
+        # default (10) would tie with the first rule.
+        positions = [r.get("position") for r in rules if r.get("position") is not None]
+        if positions:
+            values["position"] = max(positions) + POSITION_STEP
     return _texts(page, values)
 
 
@@ -259,11 +347,12 @@ def _list_page(page: RulePage):
     service = request_service()
     try:
         if request.method == "GET":
+            rules = _rules(page, service)
             return _render(
                 page,
                 service,
-                rules=_rules(page, service),
-                texts=_defaults(page, service),
+                rules=rules,
+                texts=_defaults(page, service, rules),
                 errors={},
                 rule=None,
             )

@@ -81,6 +81,37 @@ def _chosen_id(text: str, key: str) -> int | None:
     raise ValidationFailed({key: f"Choose a new {label} or one of the {label}s offered."})
 
 
+def _norm(text: Any) -> str:
+    return " ".join(str(text or "").split()).casefold()
+
+
+def best_account(lead: Any, accounts: list[Any]) -> Any | None:
+    """The account the lead most likely duplicates: the same name (ignoring case and
+    spacing), else the same phone. A name that merely contains the company's is only
+    offered, not preselected: "Acme" is not necessarily "Acme Holdings"."""
+    company = _norm(lead.get("company"))
+    if company:
+        for account in accounts:
+            if _norm(account.get("name")) == company:
+                return account
+    phone = _norm(lead.get("phone"))
+    if phone:
+        for account in accounts:
+            if _norm(account.get("phone")) == phone:
+                return account
+    return None
+
+
+def best_contact(contacts: list[Any], account_id: int | None) -> Any | None:
+    """A contact with the lead's email that may be linked with the chosen account
+    (the conversion refuses a contact of another account)."""
+    for contact in contacts:
+        linked = contact.get("account")
+        if linked is None or linked == account_id:
+            return contact
+    return None
+
+
 def _render(service: RecordService, lead: Any, *, status: int = 200, **context: Any):
     form = context.pop("form", None) or {}
     accounts = account_candidates(service, lead)
@@ -95,6 +126,12 @@ def _render(service: RecordService, lead: Any, *, status: int = 200, **context: 
         if match.get("object") == "contacts" and match.get("id") not in known_contacts:
             contacts.append(service.get("contacts", match["id"]))
     default_close = date.today() + timedelta(CLOSE_AFTER_DAYS)
+    # On first display, preselect linking to the likely duplicates (the user can still
+    # choose "new"); after a submit, keep what the user chose.
+    account = best_account(lead, accounts)
+    contact = best_contact(contacts, account.id if account is not None else None)
+    default_account = str(account.id) if account is not None else "new"
+    default_contact = str(contact.id) if contact is not None else "new"
     return render_template(
         "sales/leads/convert.html",
         lead=lead,
@@ -102,8 +139,8 @@ def _render(service: RecordService, lead: Any, *, status: int = 200, **context: 
         accounts=accounts,
         contacts=contacts,
         form={
-            "account": form.get("account", "new"),
-            "contact": form.get("contact", "new"),
+            "account": form.get("account", default_account),
+            "contact": form.get("contact", default_contact),
             # A checkbox left unticked is not sent: ticked by default only on GET.
             "create_opportunity": form.get("create_opportunity", "" if form else "true"),
             "opportunity_name": form.get("opportunity_name", lead.get("company") or ""),

@@ -58,6 +58,9 @@ class Prompt:
     field: str
     message: str
     value: str = ""
+    #: The user already answered (and left the reason empty): the message is an error
+    #: then; on the first ask it is only a hint (nothing was wrong yet).
+    submitted: bool = False
 
 
 def form_int(value: Any) -> int | None:
@@ -159,7 +162,10 @@ def board_move():
         already = before.get("stage") == stage_id and before.version == version
         record = service.update("opportunities", record_id, changes, version=version)
     except ValidationFailed as exc:
-        return answer(422, _first(exc), prompt=_prompt(service, exc, record_id, version, stage_id))
+        prompt = _prompt(service, exc, record_id, version, stage_id)
+        # A first ask shows the question once, in the prompt (no red status line too).
+        message = "" if prompt is not None and not prompt.submitted else _first(exc)
+        return answer(422, message, prompt=prompt)
     except Conflict as exc:
         return answer(409, exc.message)
     except (NotFound, Forbidden, BadQuery) as exc:
@@ -200,4 +206,5 @@ def _prompt(
         field="close_reason",
         message=exc.errors["close_reason"],
         value=(request.form.get("close_reason") or "").strip()[:255],
+        submitted="close_reason" in request.form,
     )

@@ -55,7 +55,13 @@ def panels(object_name: str, record: Any, user: Any) -> list[RecordPanel]:
     if object_name == "quotes":
         context = views.lines_context(request_service(), record.id)
         return [
-            RecordPanel("Line items", "sales/quotes/_lines_panel.html", {"p": context}, order=10)
+            RecordPanel(
+                "Line items",
+                "sales/quotes/_lines_panel.html",
+                {"p": context},
+                order=10,
+                placement="top",  # the lines and totals are what a quote is about
+            )
         ]
     if object_name == "price_books":
         return _price_book_panel(record)

@@ -34,6 +34,7 @@ from bastion.api import (
     RecordChange,
     RecordService,
     has_permission,
+    user_info,
 )
 from bastion_sales.quotes import approval
 from bastion_sales.quotes.document import money
@@ -269,6 +270,7 @@ def recompute(quote_id: int, *, actor: Any = None) -> str:
     totals = quote_totals([_line_input(line) for line in lines])
     state = approval.state_after_lines(max_discount)
     old_state = quote.get("approval_status")
+    requester = _requester(quote, state, actor)
     changes: dict[str, Any] = {
         "subtotal": totals.subtotal,
         "discount_total": totals.discount_total,
@@ -276,7 +278,8 @@ def recompute(quote_id: int, *, actor: Any = None) -> str:
         "total": totals.total,
         "max_discount": max_discount,
         "approval_status": state,
-        "approval_requested_by": _requester(quote, state, actor),
+        "approval_requested_by": requester,
+        "approval_requested_by_name": requester_name(requester),
     }
     if state != old_state:
         changes["approval_comment"] = None
@@ -292,18 +295,29 @@ def _requester(quote: Any, state: str, actor: Any) -> int | None:
     line change by someone other than the owner takes over the request when nobody but
     the owner held it, or when they could decide themselves (``sales.approve_quotes``):
     a manager who edits a discount must not approve it, and a rep's later edit must not
-    launder a manager's."""
+    launder a manager's. A request the system makes with nobody acting (demo data, a
+    command) is the owner's: the owner never decides anyway, and people see a name."""
     if state != "pending":
         return None
     actor_id = _actor_id(actor)
-    if quote.get("approval_status") != "pending":
-        return actor_id
     current, owner = quote.get("approval_requested_by"), quote.get("owner")
-    if actor_id is None or actor_id == owner:
-        return current
-    if current in (None, owner) or has_permission(actor, approval.APPROVE):
-        return actor_id
-    return current
+    if quote.get("approval_status") != "pending":
+        found = actor_id
+    elif actor_id is None or actor_id == owner:
+        found = current
+    elif current in (None, owner) or has_permission(actor, approval.APPROVE):
+        found = actor_id
+    else:
+        found = current
+    if found is None and isinstance(owner, int):
+        return owner
+    return found
+
+
+def requester_name(user_id: Any) -> str | None:
+    """The name (or e-mail) of who asked for approval, as the quote page shows it."""
+    info = user_info(user_id) if isinstance(user_id, int) else None
+    return ((info.name or info.email) if info else None) or None
 
 
 def needs_new_request(quote: Any) -> bool:
@@ -403,12 +417,16 @@ def _owner_changing(change: RecordChange, values: dict[str, Any]) -> None:
         return
     largest, _ = largest_discount(values.get("price_book"), _lines(change.record_id))
     state = approval.state_after_lines(largest)
+    requester = _actor_id(change.actor) if state == "pending" else None
+    if requester is None and state == "pending":
+        requester = change.values.get("owner")  # the system moved it: the new owner's
     change.values.update(
         max_discount=largest,
         approval_status=state,
         approval_comment=None,
         approved_at=None,
-        approval_requested_by=_actor_id(change.actor) if state == "pending" else None,
+        approval_requested_by=requester,
+        approval_requested_by_name=requester_name(requester),
     )
 
 

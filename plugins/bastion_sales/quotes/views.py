@@ -73,10 +73,9 @@ def lines_context(
                 limit=500,
             ).records
             entries = _quotable(entries)
-    requester = quote.get("approval_requested_by")
-    info = user_info(requester) if isinstance(requester, int) else None
     return {
-        "requested_by": (info.name or info.email) if info else "",
+        "approval_note": approval_note(quote, getattr(service, "user", None)),
+        "defaults": _defaults(doc.lines),
         "doc": doc,
         "quote": quote,
         "entries": entries,
@@ -87,6 +86,42 @@ def lines_context(
         "money": document.money,
         "number": document.number,
     }
+
+
+def approval_note(quote: Any, user: Any) -> str:
+    """What a pending quote's page tells the person looking at it (their own words)."""
+    if quote.get("approval_status") != "pending":
+        return ""
+    user_id = getattr(user, "id", None)
+    owner, requester = quote.get("owner"), quote.get("approval_requested_by")
+    name = quote.get("approval_requested_by_name") or rules.requester_name(requester)
+    if user_id is not None and user_id == owner:
+        text = (
+            "Waiting for your manager's approval: a line's discount is over the "
+            "threshold, so this quote can be sent once your manager approves it."
+        )
+        if name and requester not in (None, owner):
+            text += f" Requested by {name}, who therefore cannot approve it."
+        return text
+    if user_id is not None and user_id == requester:
+        return (
+            "Waiting for approval: you changed a discount over the threshold, so the "
+            "owner's manager (someone other than you) approves it before it can be sent."
+        )
+    text = (
+        "Waiting for approval: a line's discount is over the threshold, so the owner's "
+        "manager approves this quote before it can be sent."
+    )
+    return f"{text} Requested by {name}." if name else text
+
+
+def _defaults(lines: list[Any]) -> dict[str, str]:
+    """Add-line form defaults: quantity 1 and the tax rate of the last line (lines of a
+    quote mostly share a rate, and an empty rate would silently mean 0 %)."""
+    defaults = {"quantity": "1"}
+    if lines:
+        defaults["tax_rate"] = document.number(lines[-1].get("tax_rate"))
+    return defaults
 
 
 def _quotable(entries: list[Any]) -> list[Any]:
@@ -106,6 +141,17 @@ def _quotable(entries: list[Any]) -> list[Any]:
 def _panel(quote_id: int, status: int = 200, **kwargs: Any) -> Response:
     context = lines_context(request_service(), quote_id, **kwargs)
     return make_response(render_template("sales/quotes/_lines_panel.html", p=context), status)
+
+
+def _refresh(quote_id: int, message: str) -> Response:
+    """A line change rewrites the quote's totals, approval state, actions and related
+    lists, so htmx reloads the whole page (``HX-Refresh``) rather than swapping only
+    the panel; the body is the fresh panel all the same, and the message is flashed
+    for the reloaded page."""
+    flash(message, "success")
+    response = _panel(quote_id)
+    response.headers["HX-Refresh"] = "true"
+    return response
 
 
 @bp.post("/quotes/<int:quote_id>/lines")
@@ -136,7 +182,7 @@ def add_line(quote_id: int) -> Any:
         flash(exc.message, "error")
         return redirect(_detail(quote_id))
     if _htmx():
-        return _panel(quote_id)
+        return _refresh(quote_id, "Line added.")
     flash("Line added.", "success")
     return redirect(_detail(quote_id))
 
@@ -161,7 +207,7 @@ def remove_line(quote_id: int, line_id: int) -> Any:
         flash(message, "error")
         return redirect(_detail(quote_id))
     if _htmx():
-        return _panel(quote_id)
+        return _refresh(quote_id, "Line removed.")
     flash("Line removed.", "success")
     return redirect(_detail(quote_id))
 

@@ -212,3 +212,38 @@
     if (next && document.activeElement === document.body) next.focus();
   });
 })();
+
+/* === leads === */
+// Rule forms (scoring, assignment): show only the fields of the chosen kind/method.
+// The form names its switch (data-rule-switch="kind"); a field says which kinds it is
+// for (data-show-for="field_value activity"). Without JS every field shows. A field the
+// server marked invalid stays visible so its message is never hidden.
+(function () {
+  "use strict";
+  function apply(form) {
+    var name = form.getAttribute("data-rule-switch");
+    var select = form.querySelector("[name='" + name + "']");
+    if (!select) return;
+    var chosen = select.value;
+    form.querySelectorAll("[data-show-for]").forEach(function (field) {
+      var kinds = field.getAttribute("data-show-for").split(" ");
+      var invalid = field.classList.contains("record-field--invalid");
+      field.hidden = kinds.indexOf(chosen) === -1 && !invalid;
+    });
+  }
+  function init() {
+    document.querySelectorAll("form[data-rule-switch]").forEach(function (form) {
+      apply(form);
+      form.addEventListener("change", function (event) {
+        if (event.target && event.target.name === form.getAttribute("data-rule-switch")) {
+          apply(form);
+        }
+      });
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();

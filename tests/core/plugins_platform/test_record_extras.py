@@ -142,3 +142,9 @@ def test_panels_and_actions_validate_themselves():
     with pytest.raises(ContributionError, match="style"):
         RecordAction("Go", "/x", style="loud")
     assert RecordAction("Go", "/x", method="post", confirm="Sure?").confirm == "Sure?"
+
+
+def test_a_panel_is_placed_at_the_top_or_the_bottom():
+    assert RecordPanel("Lines", "x.html", placement="top").placement == "top"
+    with pytest.raises(ContributionError, match="placement"):
+        RecordPanel("Lines", "x.html", placement="middle")  # type: ignore[arg-type]

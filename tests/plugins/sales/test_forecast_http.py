@@ -18,7 +18,7 @@ from datetime import date
 
 import pytest
 
-from bastion_sales.forecast.periods import current_quarter
+from bastion_sales.forecast.periods import current_quarter, period_of, utc_today
 from tests.conftest import csrf_token
 from tests.plugins.sales.conftest import (
     MARIA,
@@ -177,7 +177,9 @@ def test_forecast_page_scope_and_htmx(sales_app, deals):
     )
     assert fragment.status_code == 200
     html = fragment.get_data(as_text=True)
-    assert "<html" not in html and 'id="forecast-results"' in html and M1.label in html
+    # The page's month view starts at this month (and looks five months ahead).
+    this_month = period_of(utc_today(), "month")
+    assert "<html" not in html and 'id="forecast-results"' in html and this_month.label in html
     assert "partial" not in fragment.headers["HX-Push-Url"]
 
 

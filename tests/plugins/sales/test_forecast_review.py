@@ -86,12 +86,14 @@ def test_too_many_groups_falls_back_per_period_then_explains(sales_app, deals, m
     assert _api(sales_app, SAM, period="month") == expected
     # Even one period is too many: a clear message, never a 500.
     monkeypatch.setattr(aggregate, "MAX_GROUPS", 1)
-    page = client_as(sales_app, SAM).get("/sales/forecast?period=month")
+    # The page's default months start today; ask for the quarter's months explicitly.
+    months = f"from={QUARTER.months()[0].key}&to={QUARTER.months()[-1].key}"
+    page = client_as(sales_app, SAM).get(f"/sales/forecast?period=month&{months}")
     assert page.status_code == 400
     body = page.get_data(as_text=True)
     assert "more than 1 groups" in body and "Choose a shorter range" in body
     fragment = client_as(sales_app, SAM).get(
-        "/sales/forecast?period=month&partial=results", headers={"HX-Request": "true"}
+        f"/sales/forecast?period=month&{months}&partial=results", headers={"HX-Request": "true"}
     )
     assert fragment.status_code == 200 and "Choose a shorter range" in fragment.get_data(
         as_text=True

@@ -142,7 +142,7 @@ def test_an_owner_change_asks_for_approval_again(sales_app, shop):  # noqa: F811
     assert response.status_code == 403
     assert "you asked for this approval" in response.get_json()["detail"]
     html = client_as(sales_app, SAM).get(f"/o/quotes/{quote}").get_data(as_text=True)
-    assert "who cannot decide on it" in html
+    assert "who therefore cannot approve it" in html
     # An approved quote that changes hands is asked again, and not by the one who moved it.
     assert approve(client, admin, quote).status_code == 200
     # Changing hands and sending in one write does not slip through either.

@@ -44,7 +44,8 @@ def test_panel_adds_and_removes_lines_with_htmx(sales_app, shop, quote):  # noqa
     assert answer.status_code == 200, body
     assert body.lstrip().startswith('<div id="quote-lines"')
     assert "56.80 EUR" in body and "59.97 EUR" in body
-    assert "must approve" in body  # over the threshold
+    assert "Waiting for your manager" in body  # over the threshold
+    assert answer.headers.get("HX-Refresh") == "true"  # totals and actions change too
     # Bad input: a clear message, the form keeps what was typed.
     answer = browser.post(
         f"/sales/quotes/{quote}/lines",

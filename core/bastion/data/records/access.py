@@ -18,6 +18,9 @@ from bastion.data.formulas import referenced_names
 from bastion.data.records.model import MAX_LIMIT
 from bastion.db import db
 
+#: Actions refused to every user on a ``system_only`` object (merge = edit + delete).
+WRITE_ACTIONS = frozenset({"create", "edit", "delete", "import"})
+
 
 class AccessMixin:
     """Authorization of the acting user; ``system`` services pass every check."""
@@ -36,12 +39,22 @@ class AccessMixin:
     def can(self, object_name: str, action: str) -> bool:
         if self.system:
             return True
+        meta = self.catalog.objects.get(object_name)
+        if meta is not None and meta.system_only and action in WRITE_ACTIONS:
+            return False
         return authz.object_decision(self.user, object_name, action).allowed
 
     def require(self, object_name: str, action: str) -> ObjectMeta:
         meta = self.object(object_name)
         if self.system:
             return meta
+        if meta.system_only and action in WRITE_ACTIONS:
+            # Kept by the platform or its plugin (a history, a computed log): no role,
+            # not even an administrator's, grants writing it.
+            raise Forbidden(
+                f"{meta.label_plural} are maintained by the system: you may read them, "
+                f"not {action} them."
+            )
         decision = authz.object_decision(self.user, object_name, action)
         if not decision.allowed:
             raise Forbidden(f"You may not {action} {meta.label_plural.lower()}.")
@@ -62,7 +75,7 @@ class AccessMixin:
                 level = authz.field_access(self.user, meta.name, name)
             if not item.writable and level == "edit":
                 level = "read"
-            if item.read_only and level == "edit" and not self.system:
+            if (item.read_only or meta.system_only) and level == "edit" and not self.system:
                 level = "read"  # the declaring plugin sets it (``record_changing``)
             if name == "owner" and not self.system:
                 level = "edit" if self._may_write(meta) else "read"
