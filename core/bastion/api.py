@@ -17,6 +17,7 @@ from bastion import __version__ as core_version
 from bastion.access import has_permission, login_required, public, requires
 from bastion.audit import record as audit_event
 from bastion.config import Settings
+from bastion.data.base_objects import INDUSTRIES
 from bastion.data.errors import (
     BadQuery,
     Conflict,
@@ -109,6 +110,7 @@ def record_json(service: RecordService, object_name: str, record: Record) -> dic
 
 __all__ = [
     "FIELD_TYPES",
+    "INDUSTRIES",
     "AggregateRow",
     "AnyOf",
     "BadQuery",

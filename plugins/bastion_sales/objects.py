@@ -9,21 +9,9 @@ and written only through the system's record service.
 
 from __future__ import annotations
 
+from bastion.api import INDUSTRIES, ObjectDefinition, ValidationRule
 from bastion.api import FieldDefinition as F
-from bastion.api import ObjectDefinition, ValidationRule
 
-INDUSTRIES = (
-    "Banking",
-    "Insurance",
-    "Healthcare",
-    "Public sector",
-    "Education",
-    "Manufacturing",
-    "Retail",
-    "Technology",
-    "Energy",
-    "Other",
-)
 LEAD_STATUSES = ("new", "working", "nurturing", "qualified", "unqualified", "converted")
 LEAD_SOURCES = ("web", "referral", "event", "partner", "cold_call", "advertisement", "other")
 RATINGS = ("hot", "warm", "cold")
