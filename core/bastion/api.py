@@ -65,6 +65,7 @@ from bastion.plugins.contributions import (
 from bastion.plugins.hookspecs import hookimpl
 from bastion.reauth import recent_auth_required
 from bastion.runtime import platform
+from bastion.web.params import bounded_int
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ __all__ = [
     "ValidationRule",
     "abort",
     "audit_event",
+    "bounded_int",
     "core_version",
     "current_settings",
     "current_user",

@@ -6,7 +6,6 @@ without JavaScript (plain forms, redirects); with htmx the lists are swapped in 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bastion.api import (
@@ -19,6 +18,7 @@ from bastion.api import (
     RecordService,
     ValidationFailed,
     abort,
+    bounded_int,
     current_user,
     flash,
     login_required,
@@ -35,9 +35,6 @@ from bastion_sales.web import bp
 TASK_FIELDS = ("subject", "due_at", "related_to")
 #: The objects a new task may be related to from this page.
 RELATABLE = ("leads", "opportunities")
-#: A record id or version as typed in a form: ASCII digits, small enough for the database
-#: ("²" and "٣" pass str.isdigit() but not int(); 20 digits overflow a column).
-NUMBER = re.compile(r"[0-9]{1,9}")
 WRONG_RELATED = "Choose one of your open leads or opportunities from the list."
 #: Records offered in the "related to" choice of the new-task form, per object.
 RELATED_CHOICES = 50
@@ -81,13 +78,8 @@ def related_choices(service: RecordService, user: Any, chosen: str = "") -> list
 def _link(text: str) -> RecordLink | None:
     """``leads:12`` as a link, or None for anything else (never an exception)."""
     head, _, tail = text.partition(":")
-    if head in RELATABLE and NUMBER.fullmatch(tail):
-        return RecordLink(head, int(tail))
-    return None
-
-
-def _number(text: str) -> int | None:
-    return int(text) if NUMBER.fullmatch(text) else None
+    record_id = bounded_int(tail, minimum=1)
+    return RecordLink(head, record_id) if head in RELATABLE and record_id is not None else None
 
 
 def render_my_day(
@@ -135,7 +127,7 @@ def mark_done(activity_id: int):
         return _refused(403, "You may not change activities.")
     try:
         record = service.get(ACTIVITIES, activity_id, fields=["subject"])
-        version = _number(request.form.get("version", "").strip())
+        version = bounded_int(request.form.get("version", "").strip(), minimum=1)
         service.update(ACTIVITIES, activity_id, {"done": True}, version=version)
     except NotFound:
         return _refused(404, "That activity no longer exists, or is not yours to see.")

@@ -18,6 +18,7 @@ from bastion.api import (
     RecordError,
     ValidationFailed,
     abort,
+    bounded_int,
     current_user,
     flash,
     has_permission,
@@ -151,10 +152,10 @@ def create_quota() -> Any:
     back = form["period"] or request.args.get("view") or None
     if not service.can(OBJECT, "create"):
         return _page(back, errors={"": "You may not set quotas."}, form=form, status=403)
-    owner = form["owner"]
-    if not owner.isdigit():
+    owner = bounded_int(form["owner"], minimum=1)
+    if owner is None:
         return _page(back, errors={"owner": "Choose whose quota this is."}, form=form, status=422)
-    values = {"owner": int(owner), "period": form["period"], "amount": _amount_value(form)}
+    values = {"owner": owner, "period": form["period"], "amount": _amount_value(form)}
     try:
         record = service.create(OBJECT, values)
     except ValidationFailed as exc:
@@ -199,10 +200,9 @@ def delete_quota(quota_id: int) -> Any:
     return redirect(url_for("sales.quotas_page", period=view))
 
 
-def _version() -> int | str | None:
+def _version() -> int | None:
     """The version the form was read at; the core explains a missing or bad one."""
-    raw = (request.form.get("version") or "").strip()
-    return int(raw) if raw.isdigit() else (raw or None)
+    return bounded_int((request.form.get("version") or "").strip(), minimum=1)
 
 
 def _viewable(text: str | None) -> str | None:

@@ -22,6 +22,7 @@ from bastion.api import (
     RecordService,
     UserInfo,
     ValidationFailed,
+    bounded_int,
     flash,
     list_teams,
     redirect,
@@ -424,8 +425,7 @@ def _edit_page(page: RulePage, rule_id: int):
 
 
 def _form_version() -> int | None:
-    text = request.form.get("version", "").strip()
-    return int(text) if text.isdigit() else None
+    return bounded_int(request.form.get("version", "").strip(), minimum=1)
 
 
 def _delete(page: RulePage, rule_id: int):

@@ -18,6 +18,7 @@ from bastion.api import (
     RecordError,
     RecordService,
     ValidationFailed,
+    bounded_int,
     flash,
     login_required,
     redirect,
@@ -75,8 +76,9 @@ def _chosen_id(text: str, key: str) -> int | None:
     text = text.strip()
     if text in ("", "new"):
         return None
-    if text.isdigit() and int(text) > 0:
-        return int(text)
+    chosen = bounded_int(text, minimum=1)
+    if chosen is not None:
+        return chosen
     label = "account" if key == "account" else "contact"
     raise ValidationFailed({key: f"Choose a new {label} or one of the {label}s offered."})
 

@@ -16,6 +16,7 @@ from bastion.api import (
     RecordError,
     RecordService,
     ValidationFailed,
+    bounded_int,
     flash,
     redirect,
     render_template,
@@ -68,9 +69,8 @@ def _back(anchor: str = ""):
     return redirect(url_for("sales.pipeline_settings") + (f"#{anchor}" if anchor else ""), 303)
 
 
-def _version() -> Any:
-    raw = (request.form.get("version") or "").strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else raw
+def _version() -> int | None:
+    return bounded_int((request.form.get("version") or "").strip(), minimum=1)
 
 
 def _checked(name: str) -> bool:

@@ -23,6 +23,7 @@ from bastion.api import (
     RecordService,
     ValidationFailed,
     abort,
+    bounded_int,
     current_user,
     flash,
     has_permission,
@@ -37,7 +38,6 @@ from bastion_sales.pipelines.board import build_board, choose_pipeline
 from bastion_sales.web import bp
 
 CONFIGURE = "sales.configure"
-MAX_ID = 2**63 - 1
 BOARD_HEADER = "X-Board"
 #: Shown when the viewer's role hides what the board is built from.
 CANNOT_SHOW = (
@@ -64,11 +64,8 @@ class Prompt:
 
 
 def form_int(value: Any) -> int | None:
-    text = (value or "").strip() if isinstance(value, str) else ""
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:
-        return None
-    number = int(text)
-    return number if 0 < number <= MAX_ID else None
+    text = value.strip() if isinstance(value, str) else ""
+    return bounded_int(text, minimum=1)
 
 
 def _service() -> RecordService:
@@ -135,9 +132,7 @@ def board_move():
     record_id = form_int(form.get("opportunity"))
     stage_id = form_int(form.get("stage"))
     pipeline_id = form_int(form.get("pipeline"))
-    raw_version = (form.get("version") or "").strip()
-    digits = raw_version.isascii() and raw_version.isdigit() and len(raw_version) <= 18
-    version = int(raw_version) if digits else None
+    version = form_int(form.get("version"))
     partial = _htmx()
 
     def answer(status: int, message: str, kind: str = "error", prompt: Prompt | None = None):

@@ -20,6 +20,7 @@ from bastion.api import (
     RecordError,
     ValidationFailed,
     abort,
+    bounded_int,
     current_user,
     flash,
     login_required,
@@ -217,7 +218,7 @@ def remove_line(quote_id: int, line_id: int) -> Any:
 
 def _version(raw: str | None) -> int | None:
     """The version the page showed (from the action's URL), or None when absent."""
-    return int(raw) if raw and raw.isdigit() else None
+    return bounded_int(raw, minimum=1)
 
 
 @bp.post("/quotes/<int:quote_id>/send")
