@@ -20,9 +20,7 @@ def test_convert_page_refuses_an_odd_account_choice(sales_app, odd):
     form = {"csrf_token": token(client, path), "account": odd, "contact": "new"}
     response = client.post(path, data=form)
     assert response.status_code == 422, response.get_data(as_text=True)[:500]
-    assert "Choose a new account or one of the accounts offered." in response.get_data(
-        as_text=True
-    )
+    assert "Choose a new account or one of the accounts offered." in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("odd", ODD_NUMBERS)
